@@ -1,0 +1,83 @@
+package clock_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/linestep/linestep/internal/clock"
+)
+
+func TestFakeSleepWakesOnAdvance(t *testing.T) {
+	t.Parallel()
+	f := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	done := make(chan error, 1)
+	go func() { done <- f.Sleep(context.Background(), time.Hour) }()
+	for f.Sleepers() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	f.Advance(59 * time.Minute)
+	select {
+	case <-done:
+		t.Fatal("woke before its deadline")
+	case <-time.After(20 * time.Millisecond):
+	}
+	f.Advance(time.Minute)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if f.Sleepers() != 0 {
+		t.Fatal("sleeper not removed")
+	}
+}
+
+func TestFakeSleepCancel(t *testing.T) {
+	t.Parallel()
+	f := clock.NewFake(time.Now())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Sleep(ctx, time.Hour) }()
+	for f.Sleepers() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != context.Canceled {
+		t.Fatalf("Sleep = %v, want Canceled", err)
+	}
+	if f.Sleepers() != 0 {
+		t.Fatal("cancelled sleeper still counted")
+	}
+}
+
+func TestWait(t *testing.T) {
+	t.Parallel()
+	f := clock.NewFake(time.Now())
+	wake := make(chan struct{}, 1)
+	wake <- struct{}{}
+	if woken, err := clock.Wait(context.Background(), f, time.Hour, wake); !woken || err != nil {
+		t.Fatalf("pending wake: %v %v", woken, err)
+	}
+	res := make(chan bool, 1)
+	go func() {
+		woken, _ := clock.Wait(context.Background(), f, time.Hour, wake)
+		res <- woken
+	}()
+	for f.Sleepers() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	f.Advance(time.Hour)
+	if <-res {
+		t.Fatal("timer expiry reported as a wake")
+	}
+	go func() {
+		woken, _ := clock.Wait(context.Background(), f, time.Hour, wake)
+		res <- woken
+	}()
+	for f.Sleepers() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	wake <- struct{}{}
+	if !<-res {
+		t.Fatal("wake not reported")
+	}
+}
