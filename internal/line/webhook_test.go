@@ -1,0 +1,128 @@
+package line_test
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/line/line-bot-sdk-go/v8/linebot/webhook"
+
+	"github.com/linestep/linestep/internal/line"
+)
+
+func TestVerifySignature(t *testing.T) {
+	t.Parallel()
+	secret := []byte("channel-secret")
+	body := []byte(`{"events":[]}`)
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(body)
+	good := base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	if !line.VerifySignature(secret, body, good) {
+		t.Fatal("good signature refused")
+	}
+	for name, c := range map[string]struct {
+		secret, body []byte
+		sig          string
+	}{
+		"empty header":   {secret, body, ""},
+		"not base64":     {secret, body, "!!!"},
+		"other secret":   {[]byte("other"), body, good},
+		"other body":     {secret, []byte(`{"events":[ ]}`), good},
+		"truncated":      {secret, body, good[:20]},
+		"no secret":      {nil, body, good},
+		"hex not base64": {secret, body, strings.Repeat("ab", 32)},
+	} {
+		if line.VerifySignature(c.secret, c.body, c.sig) {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+const typical = `{"destination":"Uxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx","events":[{"type":"message","message":{"type":"text","id":"14353798921116","text":"Hello, world","quoteToken":"q3Plxr4AgKd..."},"webhookEventId":"01FZ74A0TDDPYRVKNK77XKC3ZR","deliveryContext":{"isRedelivery":false},"timestamp":1625665242211,"source":{"type":"user","userId":"U80696558e1aa831c0c93a4a1c0a4b4b0"},"replyToken":"757913772c4646b784d4b7ce46d12671","mode":"active"}]}`
+
+func TestParseWebhook(t *testing.T) {
+	t.Parallel()
+	hook, err := line.ParseWebhook([]byte(typical))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := hook.Events[0]
+	if ev.WebhookEventID != "01FZ74A0TDDPYRVKNK77XKC3ZR" || ev.Type != "message" || ev.Mode != "active" ||
+		ev.Timestamp != 1625665242211 || ev.UserID != "U80696558e1aa831c0c93a4a1c0a4b4b0" || ev.SourceType != "user" || ev.IsRedelivery {
+		t.Fatalf("%+v", ev)
+	}
+	decoded, err := line.DecodeEvent(ev.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	me, ok := decoded.(webhook.MessageEvent)
+	if !ok || me.Message.(webhook.TextMessageContent).Text != "Hello, world" {
+		t.Fatalf("decoded %#v", decoded)
+	}
+
+	unknown := `{"events":[{"type":"teleport","webhookEventId":"E1","timestamp":1,"mode":"active","deliveryContext":{"isRedelivery":true}}]}`
+	hook, err = line.ParseWebhook([]byte(unknown))
+	if err != nil || hook.Events[0].Type != "teleport" || !hook.Events[0].IsRedelivery {
+		t.Fatalf("unknown type: %+v %v", hook, err)
+	}
+	if d, err := line.DecodeEvent(hook.Events[0].Raw); err != nil || d.GetType() != "teleport" {
+		t.Fatalf("unknown decode: %#v %v", d, err)
+	}
+	if hook, err := line.ParseWebhook([]byte(`{"destination":"U1","events":[]}`)); err != nil || len(hook.Events) != 0 {
+		t.Fatalf("verify call: %v", err)
+	}
+
+	for name, body := range map[string]string{
+		"not JSON":       `{"events":[`,
+		"no events":      `{"destination":"U1"}`,
+		"events null":    `{"events":null}`,
+		"event a string": `{"events":["x"]}`,
+		"no ID":          `{"events":[{"type":"message"}]}`,
+		"no type":        `{"events":[{"webhookEventId":"E"}]}`,
+		"ID with spaces": `{"events":[{"type":"message","webhookEventId":"E 1"}]}`,
+		"secret in body": `{"events":[{"type":"message","webhookEventId":"E","timestamp":"山田 太郎"}]}`,
+	} {
+		_, err := line.ParseWebhook([]byte(body))
+		if !errors.Is(err, line.ErrMalformedWebhook) {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if strings.Contains(err.Error(), "山田") {
+			t.Errorf("%s: error echoes the body: %v", name, err)
+		}
+	}
+}
+
+func FuzzParseWebhook(f *testing.F) {
+	f.Add([]byte(typical))
+	f.Add([]byte(`{"events":[]}`))
+	f.Add([]byte(`{"events":[{"type":"x","webhookEventId":"y"}]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		hook, err := line.ParseWebhook(body)
+		if err != nil {
+			return
+		}
+		for _, ev := range hook.Events {
+			if ev.WebhookEventID == "" || ev.Type == "" {
+				t.Fatalf("event without ID or type: %+v", ev)
+			}
+			if !json.Valid(ev.Raw) {
+				t.Fatalf("Raw is not JSON: %q", ev.Raw)
+			}
+		}
+	})
+}
+
+func BenchmarkParseWebhook(b *testing.B) {
+	body := []byte(typical)
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if _, err := line.ParseWebhook(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
