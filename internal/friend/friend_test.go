@@ -1,0 +1,320 @@
+package friend_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/linestep/linestep/internal/channel"
+	"github.com/linestep/linestep/internal/clock"
+	"github.com/linestep/linestep/internal/friend"
+	"github.com/linestep/linestep/internal/ingest"
+	"github.com/linestep/linestep/internal/keyring"
+	"github.com/linestep/linestep/internal/line"
+	"github.com/linestep/linestep/internal/metrics"
+	"github.com/linestep/linestep/internal/store"
+	"github.com/linestep/linestep/internal/testutil"
+)
+
+const userA = "U0123456789abcdef0123456789abcdef"
+
+// fakeProfiles answers profile calls from a map; a user in failing gets an error.
+type fakeProfiles struct {
+	mu      sync.Mutex
+	byUser  map[string]line.Profile
+	failing map[string]bool
+	calls   int
+}
+
+func (f *fakeProfiles) Profile(ctx context.Context, channelID, userID string) (line.Profile, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if f.failing[userID] {
+		return line.Profile{}, errors.New("LINE answered 500")
+	}
+	p, ok := f.byUser[userID]
+	if !ok {
+		return line.Profile{}, line.ErrNotFound
+	}
+	return p, nil
+}
+
+type fixture struct {
+	db       *store.DB
+	clk      *clock.Fake
+	friends  *friend.Service
+	proc     *ingest.Processor
+	profiles *fakeProfiles
+	channel  string
+	seq      int
+}
+
+func newFixture(t *testing.T, db *store.DB) *fixture {
+	t.Helper()
+	key, _ := keyring.ParseKey(keyring.GenerateKey())
+	keys, _ := keyring.New(key)
+	clk := clock.NewFake(time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC))
+	ch, err := channel.NewService(db, keys, clk).Add(context.Background(), "shop", "secret", "token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	profiles := &fakeProfiles{byUser: map[string]line.Profile{}, failing: map[string]bool{}}
+	svc := friend.NewService(db, clk, profiles, logger)
+	proc := ingest.NewProcessor(db, clk, metrics.New(), logger)
+	svc.Register(proc)
+	return &fixture{db: db, clk: clk, friends: svc, proc: proc, profiles: profiles, channel: ch.ID}
+}
+
+// deliver stores raw events as the webhook handler would and processes them.
+func (f *fixture) deliver(t *testing.T, events ...string) {
+	t.Helper()
+	ctx := context.Background()
+	var raws []line.RawEvent
+	for _, e := range events {
+		hook, err := line.ParseWebhook([]byte(`{"destination":"U1","events":[` + e + `]}`))
+		if err != nil {
+			t.Fatalf("parse %s: %v", e, err)
+		}
+		raws = append(raws, hook.Events...)
+	}
+	com := ingest.NewCommitter(f.db, metrics.New(), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { com.Run(runCtx); close(done) }()
+	if _, err := com.Store(ctx, f.channel, raws, f.clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	<-done
+	for {
+		n, err := f.proc.ProcessBatch(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+}
+
+func (f *fixture) ev(typ, user string, at time.Time, extra string) string {
+	f.seq++
+	return fmt.Sprintf(`{"type":%q,"mode":"active","timestamp":%d,"source":{"type":"user","userId":%q},"webhookEventId":"EV%06d","deliveryContext":{"isRedelivery":false}%s}`,
+		typ, at.UnixMilli(), user, f.seq, extra)
+}
+
+func (f *fixture) friend(t *testing.T, user string) friend.Friend {
+	t.Helper()
+	fr, err := f.friends.ByLineUserID(context.Background(), f.channel, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fr
+}
+
+func TestFollowFetchesProfileAndBlockStops(t *testing.T) {
+	testutil.EachDB(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		f := newFixture(t, db)
+		f.profiles.byUser[userA] = line.Profile{UserID: userA, DisplayName: "山田 太郎", PictureURL: "https://profile.line-scdn.net/x", Language: "ja"}
+		t0 := f.clk.Now()
+		f.deliver(t, f.ev("follow", userA, t0, `,"replyToken":"r","follow":{"isUnblocked":false}`))
+
+		fr := f.friend(t, userA)
+		if fr.Status != friend.Following || fr.FollowCount != 1 || !fr.FollowedAt.Equal(t0) || fr.DisplayName != "" {
+			t.Fatalf("after follow: %+v", fr)
+		}
+		if n, err := f.friends.FetchDueProfiles(ctx); err != nil || n != 1 {
+			t.Fatalf("FetchDueProfiles = %d, %v", n, err)
+		}
+		fr = f.friend(t, userA)
+		if fr.DisplayName != "山田 太郎" || fr.Language != "ja" || fr.ProfileFetched.IsZero() {
+			t.Fatalf("profile not stored: %+v", fr)
+		}
+		if n, _ := f.friends.FetchDueProfiles(ctx); n != 0 {
+			t.Fatal("profile fetched again without a reason")
+		}
+
+		f.deliver(t, f.ev("unfollow", userA, t0.Add(time.Hour), ""))
+		fr = f.friend(t, userA)
+		if fr.Status != friend.Blocked || !fr.BlockedAt.Equal(t0.Add(time.Hour)) {
+			t.Fatalf("after unfollow: %+v", fr)
+		}
+
+		// Re-follow after a block: reactivated, counted, flagged as unblocked.
+		f.deliver(t, f.ev("follow", userA, t0.Add(2*time.Hour), `,"replyToken":"r","follow":{"isUnblocked":true}`))
+		fr = f.friend(t, userA)
+		if fr.Status != friend.Following || fr.FollowCount != 2 || !fr.Unblocked || !fr.FirstFollowedAt.Equal(t0) {
+			t.Fatalf("after re-follow: %+v", fr)
+		}
+	})
+}
+
+// An unfollow that arrives after a newer follow (redelivery, another instance) must not
+// block the friend.
+func TestOutOfOrderEventsKeepTheLatestState(t *testing.T) {
+	testutil.EachDB(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db)
+		t0 := f.clk.Now()
+		f.deliver(t, f.ev("follow", userA, t0.Add(2*time.Minute), `,"follow":{"isUnblocked":true}`))
+		f.deliver(t, f.ev("unfollow", userA, t0.Add(time.Minute), ""))
+		if fr := f.friend(t, userA); fr.Status != friend.Following {
+			t.Fatalf("late unfollow won: %+v", fr)
+		}
+		f.deliver(t, f.ev("unfollow", userA, t0.Add(3*time.Minute), ""))
+		f.deliver(t, f.ev("follow", userA, t0, `,"follow":{"isUnblocked":false}`))
+		fr := f.friend(t, userA)
+		if fr.Status != friend.Blocked || !fr.FirstFollowedAt.Equal(t0) || fr.FollowCount != 2 {
+			t.Fatalf("late follow won or was lost: %+v", fr)
+		}
+	})
+}
+
+// A failing profile call does not lose the follow; the profile is fetched later.
+func TestProfileFailureIsRetriedLater(t *testing.T) {
+	testutil.EachDB(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		f := newFixture(t, db)
+		f.profiles.failing[userA] = true
+		f.deliver(t, f.ev("follow", userA, f.clk.Now(), `,"follow":{"isUnblocked":false}`))
+		if _, err := f.friends.FetchDueProfiles(ctx); err != nil {
+			t.Fatal(err) // a failed fetch is recorded, not an error of the round
+		}
+		if fr := f.friend(t, userA); fr.Status != friend.Following || fr.DisplayName != "" {
+			t.Fatalf("%+v", fr)
+		}
+		if n, _ := f.friends.FetchDueProfiles(ctx); n != 0 {
+			t.Fatal("retried without waiting")
+		}
+		f.profiles.failing[userA] = false
+		f.profiles.byUser[userA] = line.Profile{DisplayName: "Later"}
+		f.clk.Advance(time.Minute)
+		if n, _ := f.friends.FetchDueProfiles(ctx); n != 1 {
+			t.Fatal("not retried after the backoff")
+		}
+		if fr := f.friend(t, userA); fr.DisplayName != "Later" {
+			t.Fatalf("%+v", fr)
+		}
+	})
+}
+
+func TestMessagesAndPostbacksAreLogged(t *testing.T) {
+	testutil.EachDB(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		f := newFixture(t, db)
+		t0 := f.clk.Now()
+		hostile := `<script>alert(1)</script>`
+		f.deliver(t,
+			f.ev("message", userA, t0, `,"replyToken":"r","message":{"type":"text","id":"m1","quoteToken":"q","text":"`+strings.ReplaceAll(hostile, `"`, `\"`)+`"}`),
+			f.ev("message", userA, t0.Add(time.Second), `,"replyToken":"r","message":{"type":"sticker","id":"m2","quoteToken":"q","packageId":"446","stickerId":"1988","stickerResourceType":"STATIC"}`),
+			f.ev("message", userA, t0.Add(2*time.Second), `,"replyToken":"r","message":{"type":"image","id":"m3","quoteToken":"q","contentProvider":{"type":"line"}}`),
+			f.ev("postback", userA, t0.Add(3*time.Second), `,"replyToken":"r","postback":{"data":"action=reserve","params":{"date":"2026-12-01"}}`),
+			f.ev("message", "", t0, `,"message":{"type":"text","id":"m4","text":"from a group"}`),
+		)
+		fr := f.friend(t, userA)
+		if fr.Status != friend.Unknown {
+			t.Fatalf("a friend first seen through a message is %s, want unknown until confirmed", fr.Status)
+		}
+		conv, err := f.friends.Conversation(ctx, f.channel, fr.ID, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"text:" + hostile, "sticker:446/1988", "image:m3", "postback:action=reserve"}
+		if len(conv) != len(want) {
+			t.Fatalf("conversation has %d entries, want %d", len(conv), len(want))
+		}
+		for i, m := range conv {
+			var got string
+			switch m.Kind {
+			case "text":
+				got = "text:" + m.Text
+			case "sticker":
+				got = "sticker:" + m.StickerPackageID + "/" + m.StickerID
+			case "image":
+				got = "image:" + m.LineMessageID
+			case "postback":
+				got = "postback:" + m.PostbackData
+				if m.PostbackParams != `{"date":"2026-12-01"}` {
+					t.Errorf("postback params %q", m.PostbackParams)
+				}
+			}
+			if got != want[i] || m.Direction != friend.Inbound {
+				t.Errorf("entry %d = %q (%s), want %q", i, got, m.Direction, want[i])
+			}
+		}
+		// A successful profile fetch confirms the friend.
+		f.profiles.byUser[userA] = line.Profile{DisplayName: "A"}
+		f.friends.FetchDueProfiles(ctx)
+		if fr := f.friend(t, userA); fr.Status != friend.Following {
+			t.Fatalf("confirmed friend is %s", fr.Status)
+		}
+	})
+}
+
+func TestTagsAndFields(t *testing.T) {
+	testutil.EachDB(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		f := newFixture(t, db)
+		f.deliver(t, f.ev("follow", userA, f.clk.Now(), `,"follow":{"isUnblocked":false}`))
+		fr := f.friend(t, userA)
+		q := f.friends.DB()
+
+		tag, err := f.friends.CreateTag(ctx, q, f.channel, " area:osaka ")
+		if err != nil || tag.Name != "area:osaka" {
+			t.Fatalf("CreateTag = %+v, %v", tag, err)
+		}
+		if again, _ := f.friends.CreateTag(ctx, q, f.channel, "area:osaka"); again.ID != tag.ID {
+			t.Fatal("CreateTag of an existing name made another tag")
+		}
+		if _, err := f.friends.CreateTag(ctx, q, f.channel, "a\nb"); !errors.Is(err, friend.ErrInvalid) {
+			t.Fatalf("multi-line tag accepted: %v", err)
+		}
+		if added, err := f.friends.AddTag(ctx, q, fr.ID, tag.ID); err != nil || !added {
+			t.Fatalf("AddTag = %v, %v", added, err)
+		}
+		if added, _ := f.friends.AddTag(ctx, q, fr.ID, tag.ID); added {
+			t.Fatal("adding a tag twice reported as new")
+		}
+		list, err := f.friends.List(ctx, f.channel, friend.ListFilter{TagID: tag.ID})
+		if err != nil || len(list) != 1 {
+			t.Fatalf("List by tag = %d, %v", len(list), err)
+		}
+		tags, _ := f.friends.Tags(ctx, f.channel)
+		if len(tags) != 1 || tags[0].Friends != 1 {
+			t.Fatalf("Tags = %+v", tags)
+		}
+
+		visit, err := f.friends.DefineField(ctx, q, friend.Field{ChannelID: f.channel, Key: "next_visit", Label: "次回来店日",
+			Type: friend.DateField, Purpose: "予約のリマインドのため", RetentionDays: 365})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.friends.DefineField(ctx, q, friend.Field{ChannelID: f.channel, Key: "health", Label: "体調", Type: friend.TextField}); !errors.Is(err, friend.ErrInvalid) {
+			t.Fatalf("a field without a purpose was accepted: %v", err)
+		}
+		if _, err := f.friends.SetField(ctx, q, fr.ID, visit, "next tuesday"); !errors.Is(err, friend.ErrInvalid) || strings.Contains(err.Error(), "tuesday") {
+			t.Fatalf("bad date: %v (must be refused without echoing the value)", err)
+		}
+		if changed, err := f.friends.SetField(ctx, q, fr.ID, visit, "2026-12-01"); err != nil || !changed {
+			t.Fatalf("SetField = %v, %v", changed, err)
+		}
+		if changed, _ := f.friends.SetField(ctx, q, fr.ID, visit, "2026-12-01"); changed {
+			t.Fatal("setting the same value reported as a change")
+		}
+		vals, err := f.friends.FieldValues(ctx, q, fr.ID)
+		if err != nil || vals["next_visit"] != "2026-12-01" {
+			t.Fatalf("FieldValues = %v, %v", vals, err)
+		}
+		if removed, _ := f.friends.RemoveTag(ctx, q, fr.ID, tag.ID); !removed {
+			t.Fatal("RemoveTag")
+		}
+	})
+}

@@ -1,0 +1,168 @@
+package friend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/linestep/linestep/internal/clock"
+	"github.com/linestep/linestep/internal/line"
+	"github.com/linestep/linestep/internal/store"
+)
+
+// Profile fetching happens apart from event processing because it calls LINE: the event
+// handlers only mark a profile as owed (profile_due_at), and this worker pays the debt,
+// retrying with backoff when LINE fails. A follow is therefore recorded even when the
+// profile call fails; the profile arrives later.
+
+const (
+	profileBatch       = 50
+	profileConcurrency = 8
+	// profileLease keeps a claimed friend from being claimed again (by this or another
+	// instance) while its fetch is in flight; a crash leaves it due again after the lease.
+	profileLease       = 2 * time.Minute
+	profileMaxAttempts = 20
+)
+
+func (s *Service) wakeProfiles() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// RunProfileFetcher fetches owed profiles until ctx is done.
+func (s *Service) RunProfileFetcher(ctx context.Context) error {
+	for {
+		n, err := s.FetchDueProfiles(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			s.logger.Error("friend: profile fetch round failed", "err", err)
+		}
+		if n == profileBatch && err == nil {
+			continue
+		}
+		if _, err := clock.Wait(ctx, s.clock, 2*time.Second, s.wake); err != nil {
+			return nil
+		}
+	}
+}
+
+type dueProfile struct {
+	id        int64
+	channelID string
+	userID    string
+	attempts  int
+}
+
+// FetchDueProfiles claims up to a batch of friends whose profile is owed, fetches them and
+// records the results. It returns how many it claimed.
+func (s *Service) FetchDueProfiles(ctx context.Context) (int, error) {
+	if s.profiles == nil {
+		return 0, errors.New("friend: no profile source")
+	}
+	now := s.clock.Now()
+	var due []dueProfile
+	err := s.db.WriteTx(ctx, func(tx *store.Tx) error {
+		due = due[:0]
+		q := `SELECT id, channel_id, line_user_id, profile_attempts FROM friends
+			WHERE profile_due_at IS NOT NULL AND profile_due_at <= ? ORDER BY profile_due_at LIMIT ?`
+		if tx.Dialect() == store.Postgres {
+			q += " FOR UPDATE SKIP LOCKED"
+		}
+		rows, err := tx.QueryContext(ctx, q, store.Millis(now), profileBatch)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var d dueProfile
+			if err := rows.Scan(&d.id, &d.channelID, &d.userID, &d.attempts); err != nil {
+				rows.Close()
+				return err
+			}
+			due = append(due, d)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, d := range due {
+			if _, err := tx.ExecContext(ctx, "UPDATE friends SET profile_due_at = ? WHERE id = ?", store.Millis(now.Add(profileLease)), d.id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("friend: claim profiles: %w", err)
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, profileConcurrency)
+	errs := make([]error, len(due))
+	for i, d := range due {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = s.fetchOne(ctx, d)
+		})
+	}
+	wg.Wait()
+	return len(due), errors.Join(errs...)
+}
+
+func (s *Service) fetchOne(ctx context.Context, d dueProfile) error {
+	p, err := s.profiles.Profile(ctx, d.channelID, d.userID)
+	now := s.clock.Now()
+	nowMs := store.Millis(now)
+	switch {
+	case err == nil:
+		// A profile answer proves the user is a friend now: an unknown status becomes
+		// following. A blocked status stays: only a follow event changes it.
+		_, err = s.db.ExecContext(ctx, `UPDATE friends SET display_name = ?, picture_url = ?, language = ?,
+				profile_fetched_at = ?, profile_due_at = NULL, profile_attempts = 0,
+				status = CASE WHEN status = 'unknown' THEN 'following' ELSE status END, updated_at = ?
+			WHERE id = ?`,
+			clean(p.DisplayName, 200), clean(p.PictureURL, 2000), clean(p.Language, 35), nowMs, nowMs, d.id)
+		if err != nil {
+			return fmt.Errorf("friend: store profile: %w", err)
+		}
+		return nil
+	case errors.Is(err, line.ErrNotFound):
+		// Not a friend (blocked, or never added the account): nothing to fetch.
+		_, err = s.db.ExecContext(ctx, "UPDATE friends SET profile_due_at = NULL, profile_attempts = 0 WHERE id = ?", d.id)
+		return err
+	default:
+		attempts := d.attempts + 1
+		var next any // NULL: give up after too many failures
+		if attempts < profileMaxAttempts {
+			next = store.Millis(now.Add(profileRetryDelay(attempts)))
+		}
+		s.logger.Warn("friend: profile fetch failed", "friend", d.id, "channel", d.channelID, "attempt", attempts, "err", err)
+		_, uerr := s.db.ExecContext(ctx, "UPDATE friends SET profile_due_at = ?, profile_attempts = ? WHERE id = ?", next, attempts, d.id)
+		return uerr
+	}
+}
+
+// profileRetryDelay grows from 30 s to 6 h.
+func profileRetryDelay(attempt int) time.Duration {
+	return min(30*time.Second<<min(attempt-1, 10), 6*time.Hour)
+}
+
+// clean bounds a LINE-supplied string: LINE promises limits, but a stored value should not
+// depend on that promise.
+func clean(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	// Cut on a rune boundary.
+	for max > 0 && !utf8RuneStart(s[max]) {
+		max--
+	}
+	return s[:max]
+}
+
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
