@@ -101,3 +101,16 @@ func randomHex(n int) string {
 	rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// EachDSN runs fn with a data source name for a fresh SQLite file and for a fresh
+// PostgreSQL schema (skipped, and saying so, when LINESTEP_TEST_POSTGRES_URL is unset):
+// for tests that start a whole server, which opens and migrates the database itself.
+func EachDSN(t *testing.T, fn func(t *testing.T, dsn string)) {
+	t.Helper()
+	t.Run("sqlite", func(t *testing.T) {
+		fn(t, filepath.Join(t.TempDir(), "linestep.db"))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		fn(t, PostgresURL(t))
+	})
+}

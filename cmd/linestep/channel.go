@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/linestep/linestep/internal/channel"
+	"github.com/linestep/linestep/internal/clock"
+	"github.com/linestep/linestep/internal/server"
+)
+
+func runChannel(ctx context.Context, env *environment, args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintln(env.stderr, `Usage: linestep channel add|list|remove [flags]
+
+Manages the LINE channels (official accounts) linestep serves.
+  add     register a channel with its channel secret and access token
+  list    list the registered channels and their webhook paths
+  remove  remove a channel and everything recorded for it
+
+LINE チャネル(公式アカウント)を登録・一覧・削除します。`)
+		if len(args) == 0 {
+			return errUsage
+		}
+		return nil
+	}
+	switch args[0] {
+	case "add":
+		return channelAdd(ctx, env, args[1:])
+	case "list":
+		return channelList(ctx, env, args[1:])
+	case "remove":
+		return channelRemove(ctx, env, args[1:])
+	}
+	fmt.Fprintf(env.stderr, "linestep channel: unknown subcommand %q (add, list or remove)\n", args[0])
+	return errUsage
+}
+
+func openChannels(ctx context.Context, env *environment, db string) (*channel.Service, func(), error) {
+	d, keys, err := server.Open(ctx, db, env.getenv, newLogger(env, slog.LevelWarn))
+	if err != nil {
+		return nil, nil, err
+	}
+	return channel.NewService(d, keys, clock.Real), func() { d.Close() }, nil
+}
+
+func channelAdd(ctx context.Context, env *environment, args []string) error {
+	fs := newFlagSet(env, "channel add", `
+Registers a LINE channel. Take the channel secret (Basic settings) and a long-lived
+channel access token (Messaging API tab) from the LINE Developers console. Both are
+sealed with the master key and never shown again. Pass "-" as a value to read it from
+standard input instead of the command line (kept out of shell history).
+
+Then set the channel's webhook URL in the LINE Developers console to
+https://<your host><webhook_path> and turn "Use webhook" on.
+
+LINE チャネルを登録します。チャネルシークレットとアクセストークンは暗号化して保存し、
+以後表示しません。`)
+	name := fs.String("name", "", "a name for the channel, e.g. the shop's name (required)")
+	secret := fs.String("secret", "", "the channel secret (required; - reads standard input)")
+	token := fs.String("token", "", "the channel access token (required; - reads standard input)")
+	db := dbFlag(fs, env)
+	asJSON := fs.Bool("json", false, "print the result as one JSON object")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	in := bufio.NewScanner(env.stdin)
+	in.Buffer(make([]byte, 4096), 64*1024)
+	for _, v := range []*string{secret, token} {
+		if *v == "-" {
+			if !in.Scan() {
+				return errors.New("expected a value on standard input")
+			}
+			*v = strings.TrimSpace(in.Text())
+		}
+	}
+	if *name == "" || *secret == "" || *token == "" {
+		fmt.Fprintln(env.stderr, "--name, --secret and --token are required")
+		fs.Usage()
+		return errUsage
+	}
+	svc, done, err := openChannels(ctx, env, *db)
+	if err != nil {
+		return err
+	}
+	defer done()
+	ch, err := svc.Add(ctx, *name, *secret, *token)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(env.stdout).Encode(map[string]string{
+			"id": ch.ID, "name": ch.Name, "time_zone": ch.TimeZone, "webhook_path": ch.WebhookPath(),
+		})
+	}
+	fmt.Fprintf(env.stdout, "channel %s added (%s)\nwebhook path: %s\n", ch.ID, ch.Name, ch.WebhookPath())
+	return nil
+}
+
+func channelList(ctx context.Context, env *environment, args []string) error {
+	fs := newFlagSet(env, "channel list", `
+Lists the registered channels with their IDs and webhook paths. Secrets are never shown.
+
+登録済みチャネルを一覧表示します(シークレットは表示しません)。`)
+	db := dbFlag(fs, env)
+	asJSON := fs.Bool("json", false, "print a JSON array")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	svc, done, err := openChannels(ctx, env, *db)
+	if err != nil {
+		return err
+	}
+	defer done()
+	list, err := svc.List(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		out := make([]map[string]string, 0, len(list))
+		for _, c := range list {
+			out = append(out, map[string]string{"id": c.ID, "name": c.Name, "time_zone": c.TimeZone, "webhook_path": c.WebhookPath()})
+		}
+		return json.NewEncoder(env.stdout).Encode(out)
+	}
+	if len(list) == 0 {
+		fmt.Fprintln(env.stdout, "no channels yet: add one with linestep channel add")
+		return nil
+	}
+	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tTIME ZONE\tWEBHOOK PATH")
+	for _, c := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.ID, c.Name, c.TimeZone, c.WebhookPath())
+	}
+	return tw.Flush()
+}
+
+func channelRemove(ctx context.Context, env *environment, args []string) error {
+	fs := newFlagSet(env, "channel remove", `
+Removes a channel and everything recorded for it (friends, conversations, events).
+This cannot be undone; --yes confirms it.
+
+チャネルと、その友だち・会話などすべての記録を削除します(元に戻せません)。`)
+	id := fs.String("id", "", "the channel ID (required)")
+	yes := fs.Bool("yes", false, "confirm the removal")
+	db := dbFlag(fs, env)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *id == "" {
+		fmt.Fprintln(env.stderr, "--id is required")
+		fs.Usage()
+		return errUsage
+	}
+	if !*yes {
+		return fmt.Errorf("removing channel %s deletes all its friends and conversations: add --yes to confirm", *id)
+	}
+	svc, done, err := openChannels(ctx, env, *db)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if err := svc.Remove(ctx, *id); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "channel %s removed\n", *id)
+	return nil
+}

@@ -1,0 +1,226 @@
+// Package server assembles linestep from its parts: it opens the database, loads the
+// master key, builds the services, serves HTTP and runs the background workers. The
+// command line, the demo, the tests and the benchmarks all start linestep through it.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/linestep/linestep/internal/channel"
+	"github.com/linestep/linestep/internal/clock"
+	"github.com/linestep/linestep/internal/friend"
+	"github.com/linestep/linestep/internal/ingest"
+	"github.com/linestep/linestep/internal/keyring"
+	"github.com/linestep/linestep/internal/line"
+	"github.com/linestep/linestep/internal/metrics"
+	"github.com/linestep/linestep/internal/staff"
+	"github.com/linestep/linestep/internal/store"
+)
+
+// Config is what a server needs to start. Zero values take the documented defaults.
+type Config struct {
+	Addr           string // default 127.0.0.1:8080
+	DB             string // SQLite path or postgres:// URL; default linestep.db
+	LineAPIURL     string // default https://api.line.me
+	LineDataAPIURL string // default https://api-data.line.me
+	// Getenv reads the environment (the master key); default os.Getenv.
+	Getenv func(string) string
+	Clock  clock.Clock
+	Logger *slog.Logger
+	// LineHTTPClient calls LINE; default a client with a 10 s timeout.
+	LineHTTPClient *http.Client
+	// LineLimits overrides LINE's published rate limits (tests, an emulator with others).
+	LineLimits map[line.Endpoint]line.Limit
+	// LineMaxAttempts bounds the attempts of one LINE call on 5xx and no answer; default
+	// the client's (5). The background workers retry later in any case.
+	LineMaxAttempts int
+	// MaxWebhookBody bounds a webhook body; default ingest.DefaultMaxBody.
+	MaxWebhookBody int64
+}
+
+// Server is a running linestep.
+type Server struct {
+	cfg       Config
+	DB        *store.DB
+	Keys      *keyring.Keyring
+	Metrics   *metrics.Metrics
+	Channels  *channel.Service
+	Friends   *friend.Service
+	Processor *ingest.Processor
+	Committer *ingest.Committer
+	Lines     *linePool
+	Staff     *staff.Service
+
+	handler http.Handler
+	ready   atomic.Bool // serving: what /readyz reports
+}
+
+// Defaults fills the zero fields of cfg.
+func (cfg *Config) defaults() {
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:8080"
+	}
+	if cfg.DB == "" {
+		cfg.DB = "linestep.db"
+	}
+	if cfg.LineAPIURL == "" {
+		cfg.LineAPIURL = "https://api.line.me"
+	}
+	if cfg.LineDataAPIURL == "" {
+		cfg.LineDataAPIURL = "https://api-data.line.me"
+	}
+	if cfg.Getenv == nil {
+		cfg.Getenv = os.Getenv
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+}
+
+// Open connects to the database, applies migrations and loads the master key: what every
+// subcommand that touches data needs.
+func Open(ctx context.Context, dsn string, getenv func(string) string, logger *slog.Logger) (*store.DB, *keyring.Keyring, error) {
+	db, err := store.Open(ctx, dsn)
+	if err != nil {
+		return nil, nil, err
+	}
+	applied, err := db.Migrate(ctx)
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	if len(applied) > 0 {
+		logger.Info("database migrated", "dialect", db.Dialect(), "applied", applied)
+	}
+	keyFile := ""
+	if db.Dialect() == store.SQLite {
+		keyFile = db.Path() + ".key"
+	}
+	keys, src, err := keyring.Load(getenv, keyFile)
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	if err := keys.Bind(ctx, db); err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	switch src {
+	case keyring.CreatedFile:
+		logger.Warn("created a new master key file beside the database; back it up separately from the database, or set "+keyring.EnvVar, "key_file", keyFile, "key_id", keys.ID())
+	default:
+		logger.Info("master key loaded", "from", string(src), "key_id", keys.ID())
+	}
+	return db, keys, nil
+}
+
+// New builds a server on a database: migrated, with the master key loaded and checked.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	cfg.defaults()
+	db, keys, err := Open(ctx, cfg.DB, cfg.Getenv, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, DB: db, Keys: keys, Metrics: metrics.New()}
+	s.Channels = channel.NewService(db, keys, cfg.Clock)
+	s.Lines = &linePool{
+		channels: s.Channels, apiURL: cfg.LineAPIURL, dataAPIURL: cfg.LineDataAPIURL,
+		httpClient: cfg.LineHTTPClient, clock: cfg.Clock, metrics: s.Metrics, limits: cfg.LineLimits, maxAttempts: cfg.LineMaxAttempts,
+		clients: map[string]*line.Client{},
+	}
+	s.Processor = ingest.NewProcessor(db, cfg.Clock, s.Metrics, cfg.Logger)
+	s.Committer = ingest.NewCommitter(db, s.Metrics, cfg.Logger, s.Processor.Notify)
+	s.Friends = friend.NewService(db, cfg.Clock, s.Lines, cfg.Logger)
+	s.Friends.Register(s.Processor)
+	s.Staff = staff.NewService(db, cfg.Clock)
+	if s.handler, err = s.routes(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Handler is the server's HTTP handler (webhooks, health, metrics, console).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Run serves HTTP on cfg.Addr and runs the workers until ctx is done, then shuts down
+// gracefully: first HTTP (in-flight webhooks finish storing), then the workers.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("server: listen on %s: %w", s.cfg.Addr, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve is Run on a listener the caller opened (tests, the demo: port 0).
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	logger := s.cfg.Logger
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	var workers sync.WaitGroup
+	workers.Go(func() { s.Committer.Run(workCtx) })
+	workers.Go(func() { s.Processor.Run(workCtx) })
+	workers.Go(func() { s.Friends.RunProfileFetcher(workCtx) })
+
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	s.ready.Store(true)
+	logger.Info("linestep serving", "addr", ln.Addr().String(), "db", string(s.DB.Dialect()))
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+	}
+	s.ready.Store(false)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if serr := srv.Shutdown(shutdownCtx); serr != nil {
+		logger.Warn("HTTP shutdown incomplete", "err", serr)
+	}
+	stopWork()
+	workers.Wait()
+	logger.Info("linestep stopped")
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// Close releases the database.
+func (s *Server) Close() error { return s.DB.Close() }
+
+// OwnerLoginLink makes sure an owner account exists and returns a one-time sign-in path
+// for it, valid for ttl: how the first person gets into a new installation.
+func (s *Server) OwnerLoginLink(ctx context.Context, ttl time.Duration) (string, error) {
+	owner, _, err := s.Staff.EnsureOwner(ctx, "owner", "Owner")
+	if err != nil {
+		return "", err
+	}
+	token, err := s.Staff.IssueLoginLink(ctx, owner.ID, ttl)
+	if err != nil {
+		return "", err
+	}
+	return "/login/link/" + token, nil
+}
