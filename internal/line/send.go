@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -147,4 +148,35 @@ func decodeErr(res *http.Response, missing bool, err error) error {
 		return fmt.Errorf("line: unreadable answer: %w", err)
 	}
 	return err
+}
+
+// RawMessage is a message object already in LINE's JSON form (rendered from a template
+// and stored in the outbox). It is sent byte for byte, so what was validated and stored
+// is exactly what LINE receives.
+type RawMessage json.RawMessage
+
+// GetType implements messaging_api.MessageInterface.
+func (m RawMessage) GetType() string {
+	var t struct {
+		Type string `json:"type"`
+	}
+	json.Unmarshal(m, &t)
+	return t.Type
+}
+
+// MarshalJSON returns the message as it is.
+func (m RawMessage) MarshalJSON() ([]byte, error) {
+	if len(m) == 0 {
+		return []byte("null"), nil
+	}
+	return m, nil
+}
+
+// RawMessages wraps stored message objects for the send methods.
+func RawMessages(msgs []json.RawMessage) []messaging_api.MessageInterface {
+	out := make([]messaging_api.MessageInterface, len(msgs))
+	for i, m := range msgs {
+		out[i] = RawMessage(m)
+	}
+	return out
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"sync"
 	"time"
@@ -72,4 +73,29 @@ func (p *linePool) Profile(ctx context.Context, channelID, userID string) (line.
 		return line.Profile{}, err
 	}
 	return c.Profile(ctx, userID)
+}
+
+// Reply, Push and Multicast implement delivery.Sender.
+func (p *linePool) Reply(ctx context.Context, channelID, replyToken string, msgs []json.RawMessage) (line.SendResult, error) {
+	c, err := p.Client(ctx, channelID)
+	if err != nil {
+		return line.SendResult{}, err
+	}
+	return c.Reply(ctx, replyToken, line.RawMessages(msgs))
+}
+
+func (p *linePool) Push(ctx context.Context, channelID, to string, msgs []json.RawMessage, retryKey string) (line.SendResult, error) {
+	c, err := p.Client(ctx, channelID)
+	if err != nil {
+		return line.SendResult{}, err
+	}
+	return c.Push(ctx, to, line.RawMessages(msgs), retryKey)
+}
+
+func (p *linePool) Multicast(ctx context.Context, channelID string, to []string, msgs []json.RawMessage, retryKey string) (line.SendResult, error) {
+	c, err := p.Client(ctx, channelID)
+	if err != nil {
+		return line.SendResult{}, err
+	}
+	return c.Multicast(ctx, to, line.RawMessages(msgs), retryKey)
 }

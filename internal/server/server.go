@@ -17,6 +17,7 @@ import (
 
 	"github.com/linestep/linestep/internal/channel"
 	"github.com/linestep/linestep/internal/clock"
+	"github.com/linestep/linestep/internal/delivery"
 	"github.com/linestep/linestep/internal/friend"
 	"github.com/linestep/linestep/internal/ingest"
 	"github.com/linestep/linestep/internal/keyring"
@@ -43,6 +44,8 @@ type Config struct {
 	// LineMaxAttempts bounds the attempts of one LINE call on 5xx and no answer; default
 	// the client's (5). The background workers retry later in any case.
 	LineMaxAttempts int
+	// Delivery tunes the dispatcher (lease, workers); zero values take its defaults.
+	Delivery delivery.Config
 	// MaxWebhookBody bounds a webhook body; default ingest.DefaultMaxBody.
 	MaxWebhookBody int64
 }
@@ -59,6 +62,7 @@ type Server struct {
 	Committer *ingest.Committer
 	Lines     *linePool
 	Staff     *staff.Service
+	Delivery  *delivery.Service
 
 	handler http.Handler
 	ready   atomic.Bool // serving: what /readyz reports
@@ -144,6 +148,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.Committer = ingest.NewCommitter(db, s.Metrics, cfg.Logger, s.Processor.Notify)
 	s.Friends = friend.NewService(db, cfg.Clock, s.Lines, cfg.Logger)
 	s.Friends.Register(s.Processor)
+	s.Delivery = delivery.New(db, cfg.Clock, s.Lines, cfg.Logger, cfg.Delivery)
+	s.Delivery.Register(s.Processor) // after friends: it reads the status they set
 	s.Staff = staff.NewService(db, cfg.Clock)
 	if s.handler, err = s.routes(); err != nil {
 		db.Close()
@@ -174,6 +180,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	workers.Go(func() { s.Committer.Run(workCtx) })
 	workers.Go(func() { s.Processor.Run(workCtx) })
 	workers.Go(func() { s.Friends.RunProfileFetcher(workCtx) })
+	workers.Go(func() { s.Delivery.Run(workCtx) })
 
 	srv := &http.Server{
 		Handler:           s.handler,
