@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/linestep/linestep/internal/line"
@@ -34,6 +35,9 @@ type Committer struct {
 	maxBatch int
 	// onCommit is called after each commit that stored new events (the processor's wake).
 	onCommit func()
+
+	inflight   atomic.Int32 // transactions being committed
+	lastCommit atomic.Int64 // when the last one ended, Unix nanoseconds
 
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -65,6 +69,13 @@ func NewCommitter(db *store.DB, m *metrics.Metrics, logger *slog.Logger, onCommi
 		maxBatch: 1000,
 		stopped:  make(chan struct{}),
 	}
+}
+
+// Busy reports that webhooks are arriving: requests are queued or being stored, or a
+// commit ended moments ago (the next requests are still being read and verified).
+func (c *Committer) Busy() bool {
+	return len(c.queue) > 0 || c.inflight.Load() > 0 ||
+		time.Since(time.Unix(0, c.lastCommit.Load())) < 25*time.Millisecond
 }
 
 // Store writes events durably and returns how many were new (the rest were already
@@ -126,7 +137,10 @@ func (c *Committer) loop(ctx context.Context) {
 				break gather
 			}
 		}
+		c.inflight.Add(1)
 		c.commit(ctx, batch, n)
+		c.lastCommit.Store(time.Now().UnixNano())
+		c.inflight.Add(-1)
 	}
 }
 

@@ -302,3 +302,38 @@ func TestDatabaseTroubleGets5xxNotLoss(t *testing.T) {
 		t.Fatalf("webhook with the database closed: %d, want 503", got)
 	}
 }
+
+// While webhooks keep arriving the processor steps aside, but never for longer than
+// MaxYield: a burst is stored first, and processing is delayed, not starved.
+func TestProcessingStepsAsideForIngestButNotForever(t *testing.T) {
+	db := testutil.NewSQLite(t)
+	f := newFixture(t, db, 0)
+	if code := f.post(t, "/webhook/"+f.ch.ID, body(event("01YIELD", "follow")), sign(body(event("01YIELD", "follow")), secret)); code != 200 {
+		t.Fatalf("webhook: %d", code)
+	}
+	var busy atomic.Bool
+	busy.Store(true)
+	f.processor.Yield = busy.Load
+	f.processor.MaxYield = 300 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go f.processor.Run(ctx)
+	pending := func() int {
+		n, err := f.processor.Pending(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	time.Sleep(100 * time.Millisecond)
+	if pending() != 1 {
+		t.Fatalf("processed while ingest was busy")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for pending() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("processing starved by a busy ingest")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -68,6 +68,12 @@ type Processor struct {
 	PollInterval time.Duration
 	// MaxAttempts is how often a failing event is tried before it is marked failed.
 	MaxAttempts int
+	// Yield, when set, reports that webhooks are waiting to be stored. With SQLite's one
+	// writer, answering LINE in time matters more than processing at once: the processor
+	// then steps aside, for at most MaxYield per batch, so a burst is stored first and
+	// processed as it eases.
+	Yield    func() bool
+	MaxYield time.Duration
 	// Retention is how long processed events (their IDs, without payload) are kept to
 	// recognise LINE's redeliveries.
 	Retention time.Duration
@@ -83,6 +89,7 @@ func NewProcessor(db *store.DB, clk clock.Clock, m *metrics.Metrics, logger *slo
 		PollInterval: time.Second,
 		MaxAttempts:  10,
 		Retention:    30 * 24 * time.Hour,
+		MaxYield:     time.Second,
 	}
 }
 
@@ -107,6 +114,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	lastCleanup := time.Time{}
 	lastDepth := time.Time{}
 	for {
+		p.yield(ctx)
 		n, err := p.ProcessBatch(ctx)
 		if ctx.Err() != nil {
 			return nil
@@ -131,6 +139,18 @@ func (p *Processor) Run(ctx context.Context) error {
 		if _, err := clock.Wait(ctx, p.clock, p.PollInterval, p.wake); err != nil {
 			return nil
 		}
+	}
+}
+
+// yield waits while webhooks are queued for the writer, up to MaxYield. It sleeps in real
+// time: this is scheduling, not business time.
+func (p *Processor) yield(ctx context.Context) {
+	if p.Yield == nil {
+		return
+	}
+	deadline := time.Now().Add(p.MaxYield)
+	for p.Yield() && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 

@@ -146,6 +146,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.Processor = ingest.NewProcessor(db, cfg.Clock, s.Metrics, cfg.Logger)
 	s.Committer = ingest.NewCommitter(db, s.Metrics, cfg.Logger, s.Processor.Notify)
+	// Answering LINE in time comes first: processing steps aside while webhooks arrive
+	// (SQLite has one writer; PostgreSQL's commits compete for the same CPUs and disk).
+	s.Processor.Yield = s.Committer.Busy
 	s.Friends = friend.NewService(db, cfg.Clock, s.Lines, cfg.Logger)
 	s.Friends.Register(s.Processor)
 	s.Delivery = delivery.New(db, cfg.Clock, s.Lines, cfg.Logger, cfg.Delivery)
