@@ -107,8 +107,12 @@ func TestProfileFailureStillCreatesTheFriend(t *testing.T) {
 		u := h.User("鈴木 花子")
 		h.OK(h.Emu.Follow(ctx, h.Ch, u))
 		h.Eventually("the friend", func() bool { return h.Friend(u).Status == friend.Following })
-		h.Eventually("a failed profile call", func() bool {
-			return h.Emu.Stats().Requests["profile"]["500"] >= 1
+		// Wait for the failure to be recorded (its retry scheduled), not just answered:
+		// moving the clock earlier would schedule the retry after the new time.
+		h.Eventually("a failed profile call recorded", func() bool {
+			var attempts int
+			h.Srv.DB.QueryRowContext(ctx, "SELECT profile_attempts FROM friends WHERE line_user_id = ?", u).Scan(&attempts)
+			return attempts >= 1 && h.Emu.Stats().Requests["profile"]["500"] >= 1
 		})
 		if f := h.Friend(u); f.DisplayName != "" {
 			t.Fatalf("profile despite the failure: %+v", f)
