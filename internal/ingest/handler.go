@@ -58,7 +58,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if maxBody <= 0 {
 		maxBody = DefaultMaxBody
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	body, err := readBody(http.MaxBytesReader(w, r.Body, maxBody), r.ContentLength, maxBody)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -95,4 +95,29 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) reject(w http.ResponseWriter, reason string, status int, msg string) {
 	h.Metrics.WebhooksRejected.WithLabelValues(reason).Inc()
 	http.Error(w, msg, status)
+}
+
+// readBody reads r to the end like io.ReadAll, but into one buffer of the announced
+// length (LINE sends Content-Length) rather than one grown from 512 bytes. The length is
+// only a hint: a body longer or shorter than announced is still read whole (up to the
+// MaxBytesReader's limit).
+func readBody(r io.Reader, contentLength, maxBody int64) ([]byte, error) {
+	if contentLength <= 0 || contentLength > maxBody {
+		return io.ReadAll(r)
+	}
+	// One byte more than announced, so that the read that reports the end needs no growth.
+	b := make([]byte, 0, contentLength+1)
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }

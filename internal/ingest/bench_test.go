@@ -1,0 +1,304 @@
+package ingest_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/linestep/linestep/internal/channel"
+	"github.com/linestep/linestep/internal/clock"
+	"github.com/linestep/linestep/internal/ingest"
+	"github.com/linestep/linestep/internal/keyring"
+	"github.com/linestep/linestep/internal/line"
+	"github.com/linestep/linestep/internal/metrics"
+	"github.com/linestep/linestep/internal/store"
+	"github.com/linestep/linestep/internal/testutil"
+)
+
+// benchSenders is how many webhook requests are in flight at once: LINE delivers
+// webhooks in parallel, and group commit needs concurrent requests to group.
+const benchSenders = 64
+
+const benchSecret = "load-test-channel-secret-0123456"
+
+// benchRun makes the webhookEventIds unique across the rounds of one process.
+var benchRun atomic.Int64
+
+// bareRates are the events/s of the bare rounds so far, so that the durable rounds that
+// follow them in the same run report their ratio to the bare handler's mean rate.
+var bareRates struct {
+	sync.Mutex
+	sum float64
+	n   int
+}
+
+// BenchmarkIngest posts b.N signed webhooks (one text-message event each, bodies of about
+// 600 bytes) from benchSenders concurrent clients over loopback HTTP and reports events/s
+// and latency percentiles:
+//
+//   - bare: a handler that only reads the body (with a limit), verifies the signature
+//     and answers 200, the floor any webhook receiver pays;
+//   - sqlite, postgres: the real ingest.Handler and Committer, which answer 200 only once
+//     the event's transaction has committed (SQLite with synchronous=FULL). After the
+//     run every event must be in webhook_events, or the benchmark fails.
+//
+// Run as
+//
+//	LINESTEP_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test?sslmode=disable \
+//	go test ./internal/ingest -run '^$' -bench BenchmarkIngest -benchtime 20000x -count 3
+//
+// The clients run on the same CPUs as the server, so every figure includes their cost;
+// compare the durable rates with the bare one of the same run ("of-bare").
+func BenchmarkIngest(b *testing.B) {
+	b.Run("bare", func(b *testing.B) {
+		mux := http.NewServeMux()
+		mux.Handle("POST /webhook/{channelID}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, err := readAllSized(http.MaxBytesReader(w, r.Body, ingest.DefaultMaxBody), r.ContentLength)
+			if err != nil {
+				http.Error(w, "could not read body", http.StatusBadRequest)
+				return
+			}
+			if !line.VerifySignature([]byte(benchSecret), body, r.Header.Get("x-line-signature")) {
+				http.Error(w, "invalid signature", http.StatusUnauthorized)
+				return
+			}
+			w.WriteHeader(http.StatusOK)
+		}))
+		srv := httptest.NewServer(mux)
+		defer srv.Close()
+		rate := benchPost(b, srv.URL+"/webhook/chbare")
+		if b.N > 1 { // not the testing package's first probe with b.N = 1
+			bareRates.Lock()
+			bareRates.sum += rate
+			bareRates.n++
+			bareRates.Unlock()
+		}
+	})
+	b.Run("sqlite", func(b *testing.B) {
+		benchDurable(b, testutil.NewSQLite(b))
+	})
+	b.Run("postgres", func(b *testing.B) {
+		if os.Getenv(testutil.PostgresURLEnv) == "" {
+			b.Skipf("PostgreSQL ingest benchmark skipped: set %s (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable) to run it", testutil.PostgresURLEnv)
+		}
+		benchDurable(b, testutil.NewPostgres(b))
+	})
+}
+
+// benchDurable measures the real handler and committer on db, then checks that every
+// acknowledged event was stored.
+func benchDurable(b *testing.B, db *store.DB) {
+	ctx, cancel := context.WithCancel(context.Background())
+	key, err := keyring.ParseKey(keyring.GenerateKey())
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys, err := keyring.New(key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	channels := channel.NewService(db, keys, clock.Real)
+	ch, err := channels.Add(ctx, "bench", benchSecret, "token")
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := metrics.New()
+	logger := slog.New(slog.DiscardHandler)
+	com := ingest.NewCommitter(db, m, logger, nil)
+	done := make(chan struct{})
+	go func() { com.Run(ctx); close(done) }()
+	mux := http.NewServeMux()
+	mux.Handle("POST /webhook/{channelID}", &ingest.Handler{Channels: channels, Committer: com, Metrics: m, Clock: clock.Real, Logger: logger})
+	srv := httptest.NewServer(mux)
+	defer func() { srv.Close(); cancel(); <-done }()
+
+	rate := benchPost(b, srv.URL+ch.WebhookPath())
+
+	var stored int
+	if err := db.QueryRowContext(context.Background(), "SELECT COUNT(*) FROM webhook_events WHERE channel_id = ?", ch.ID).Scan(&stored); err != nil {
+		b.Fatal(err)
+	}
+	if stored != b.N {
+		b.Fatalf("%d events stored, want %d: a 200 went out for an event that is not in webhook_events", stored, b.N)
+	}
+	bareRates.Lock()
+	if bareRates.n > 0 {
+		b.ReportMetric(rate/(bareRates.sum/float64(bareRates.n)), "of-bare")
+	}
+	bareRates.Unlock()
+	if commits, events := histStats(b, m, "linestep_ingest_commit_batch_events"); commits > 0 {
+		b.ReportMetric(events/commits, "events/commit")
+	}
+	// The handler's own mean time (lookup, read, verify, parse, wait for the commit); the
+	// rest of the latency is HTTP on both sides and waiting for a CPU.
+	if c, sum := histStats(b, m, "linestep_webhook_duration_seconds"); c > 0 {
+		b.ReportMetric(sum/c*1000, "handler-ms")
+	}
+}
+
+// benchPost posts b.N signed webhooks to url from benchSenders concurrent clients, fails
+// the benchmark unless every one was answered 200, reports the rate and latency
+// percentiles and returns the rate in events/s.
+func benchPost(b *testing.B, url string) float64 {
+	run := benchRun.Add(1)
+	bodies := make([][]byte, b.N)
+	sigs := make([]string, b.N)
+	for i := range bodies {
+		bodies[i] = benchBody(run, i)
+		sigs[i] = benchSign(bodies[i])
+	}
+	tr := &http.Transport{MaxIdleConns: benchSenders, MaxIdleConnsPerHost: benchSenders, MaxConnsPerHost: benchSenders}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+
+	// Warm up outside the timer: the connections, and the channel lookup (an empty
+	// events array is LINE's verify call: 200, nothing stored).
+	var warm sync.WaitGroup
+	for range benchSenders {
+		warm.Go(func() {
+			empty := []byte(`{"destination":"U0123456789abcdef0123456789abcdef","events":[]}`)
+			if code, err := benchDo(client, url, empty, benchSign(empty)); err != nil || code != http.StatusOK {
+				b.Errorf("warm-up: status %d, %v", code, err)
+			}
+		})
+	}
+	warm.Wait()
+	if b.Failed() {
+		b.FailNow()
+	}
+
+	lat := make([]time.Duration, b.N)
+	var next, failed atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	b.SetBytes(int64(len(bodies[0])))
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	began := time.Now()
+	for range benchSenders {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= b.N {
+					return
+				}
+				t0 := time.Now()
+				code, err := benchDo(client, url, bodies[i], sigs[i])
+				lat[i] = time.Since(t0)
+				if err != nil || code != http.StatusOK {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("status %d, %v", code, err))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(began)
+	cpu := cpuTime() - cpu0
+	b.StopTimer()
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d of %d requests failed; first: %v", n, b.N, firstErr.Load())
+	}
+	slices.Sort(lat)
+	pct := func(p float64) float64 {
+		return float64(lat[int(p*float64(len(lat)-1))].Nanoseconds()) / 1e6
+	}
+	rate := float64(b.N) / elapsed.Seconds()
+	b.ReportMetric(rate, "events/s")
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	b.ReportMetric(pct(1), "max-ms")
+	// CPU time of this process (clients and server, not a PostgreSQL server) per event,
+	// and how busy it kept the machine's cores: to tell a rate limited by CPU from one
+	// limited by waiting.
+	if cpu > 0 {
+		b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/event")
+		b.ReportMetric(cpu.Seconds()/elapsed.Seconds()/float64(runtime.NumCPU()), "cpu-busy")
+	}
+	return rate
+}
+
+func benchDo(client *http.Client, url string, body []byte, sig string) (int, error) {
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("x-line-signature", sig)
+	res, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res.StatusCode, nil
+}
+
+// benchBody is a realistic webhook: one text-message event as LINE sends it (589 bytes
+// in all), with a webhookEventId unique to this run and request.
+func benchBody(run int64, i int) []byte {
+	return fmt.Appendf(nil, `{"destination":"U0123456789abcdef0123456789abcdef","events":[{"type":"message","message":{"type":"text","id":"4680%011d","quoteToken":"q3Plxr4AgKd%08d","text":"こんにちは、明日の予約を変更したいのですが空いていますか? Hello, can I change tomorrow's booking? 3名で19時からお願いします。Thanks!"},"webhookEventId":"01BENCH%04d%010d","deliveryContext":{"isRedelivery":false},"timestamp":1700000000000,"source":{"type":"user","userId":"U%032x"},"replyToken":"b60d432864f44d079f6d8efe86cf404b","mode":"active"}]}`,
+		i, i, run, i, i%5000)
+}
+
+func benchSign(body []byte) string {
+	m := hmac.New(sha256.New, []byte(benchSecret))
+	m.Write(body)
+	return base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+// histStats reads a histogram of the ingest's metrics: its count of observations and
+// their sum.
+func histStats(b *testing.B, m *metrics.Metrics, name string) (count, sum float64) {
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, metric := range mf.GetMetric() {
+			h := metric.GetHistogram()
+			count += float64(h.GetSampleCount())
+			sum += h.GetSampleSum()
+		}
+	}
+	return count, sum
+}
+
+// readAllSized reads r to the end into one buffer of the announced length, as the real
+// handler does, so that the bare handler pays no more for reading than it.
+func readAllSized(r io.Reader, contentLength int64) ([]byte, error) {
+	if contentLength <= 0 || contentLength > ingest.DefaultMaxBody {
+		return io.ReadAll(r)
+	}
+	b := make([]byte, 0, contentLength+1)
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
+}

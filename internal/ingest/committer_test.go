@@ -1,0 +1,80 @@
+package ingest_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/linestep/linestep/internal/line"
+	"github.com/linestep/linestep/internal/store"
+	"github.com/linestep/linestep/internal/testutil"
+)
+
+func rawEvents(ids ...string) []line.RawEvent {
+	evs := make([]line.RawEvent, len(ids))
+	for i, id := range ids {
+		evs[i] = line.RawEvent{WebhookEventID: id, Type: "message", Mode: "active", Timestamp: 1763800000000,
+			SourceType: "user", UserID: "U0123456789abcdef0123456789abcdef", Raw: []byte(event(id, "message"))}
+	}
+	return evs
+}
+
+// Store tells each request how many of its events were new, also when redeliveries share
+// a transaction with new events (the committer's fast path rolls back and counts again).
+func TestCommitterCountsRedeliveries(t *testing.T) {
+	testutil.EachDB(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db, 0)
+		ctx := context.Background()
+		put := func(ids ...string) int {
+			t.Helper()
+			n, err := f.committer.Store(ctx, f.ch.ID, rawEvents(ids...), time.Now())
+			if err != nil {
+				t.Fatalf("Store(%v): %v", ids, err)
+			}
+			return n
+		}
+		if n := put("A1", "A2"); n != 2 {
+			t.Fatalf("new events: stored %d, want 2", n)
+		}
+		if n := put("A2", "A3"); n != 1 {
+			t.Fatalf("one redelivered, one new: stored %d, want 1", n)
+		}
+		if n := put("A1", "A2", "A3"); n != 0 {
+			t.Fatalf("all redelivered: stored %d, want 0", n)
+		}
+		if n := put("A4", "A4"); n != 1 {
+			t.Fatalf("the same event twice in one request: stored %d, want 1", n)
+		}
+
+		// Concurrent requests, batched together or not, each with one event of its own and
+		// one they all share: exactly one of them stores the shared one.
+		const clients = 16
+		counts := make([]int, clients)
+		var wg sync.WaitGroup
+		for i := range clients {
+			wg.Go(func() {
+				n, err := f.committer.Store(ctx, f.ch.ID, rawEvents("SHARED", fmt.Sprintf("OWN%02d", i)), time.Now())
+				if err != nil {
+					t.Errorf("client %d: %v", i, err)
+				}
+				counts[i] = n
+			})
+		}
+		wg.Wait()
+		total := 0
+		for i, n := range counts {
+			if n != 1 && n != 2 {
+				t.Errorf("client %d: stored %d, want 1 or 2", i, n)
+			}
+			total += n
+		}
+		if total != clients+1 {
+			t.Errorf("stored %d in all, want %d", total, clients+1)
+		}
+		if n := countEvents(t, db); n != 4+clients+1 {
+			t.Fatalf("%d events in the table, want %d", n, 4+clients+1)
+		}
+	})
+}
