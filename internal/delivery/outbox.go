@@ -222,7 +222,6 @@ type Record struct {
 	DueAt      time.Time
 	CreatedAt  time.Time
 	SentAt     time.Time
-	UsedReply  bool
 	RequestID  string
 	Duplicated bool // LINE had accepted the batch before (409): sent by an earlier attempt
 }
@@ -259,7 +258,6 @@ func (s *Service) query(ctx context.Context, where string, args ...any) ([]Recor
 		}
 		r.Messages = json.RawMessage(msgs)
 		r.DueAt, r.CreatedAt, r.SentAt = store.Time(due), store.Time(created), store.NullTime(sent)
-		r.UsedReply = r.Method == MethodReply
 		r.Duplicated = dup != 0
 		out = append(out, r)
 	}

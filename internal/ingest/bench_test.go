@@ -67,7 +67,7 @@ func BenchmarkIngest(b *testing.B) {
 	b.Run("bare", func(b *testing.B) {
 		mux := http.NewServeMux()
 		mux.Handle("POST /webhook/{channelID}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			body, err := readAllSized(http.MaxBytesReader(w, r.Body, ingest.DefaultMaxBody), r.ContentLength)
+			body, err := ingest.ReadBody(http.MaxBytesReader(w, r.Body, ingest.DefaultMaxBody), r.ContentLength, ingest.DefaultMaxBody)
 			if err != nil {
 				http.Error(w, "could not read body", http.StatusBadRequest)
 				return
@@ -279,26 +279,4 @@ func histStats(b *testing.B, m *metrics.Metrics, name string) (count, sum float6
 		}
 	}
 	return count, sum
-}
-
-// readAllSized reads r to the end into one buffer of the announced length, as the real
-// handler does, so that the bare handler pays no more for reading than it.
-func readAllSized(r io.Reader, contentLength int64) ([]byte, error) {
-	if contentLength <= 0 || contentLength > ingest.DefaultMaxBody {
-		return io.ReadAll(r)
-	}
-	b := make([]byte, 0, contentLength+1)
-	for {
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return b, err
-		}
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-	}
 }
