@@ -44,6 +44,20 @@ const (
 	MethodMulticast = "multicast"
 )
 
+// ReplyTokenLifetime is how long after its event LINE accepts a reply token (LINE says
+// about one minute); the dispatcher keeps a margin below it (Config.ReplyMargin).
+const ReplyTokenLifetime = time.Minute
+
+// ReplyExpiry is when the reply token of an event stops being usable, on our clock: a
+// minute after we received it. A redelivered event's token is taken as spent (LINE
+// redelivers late), so the answer goes by push.
+func ReplyExpiry(ev ingest.Event) time.Time {
+	if ev.Redelivery {
+		return time.Time{}
+	}
+	return ev.ReceivedAt.Add(ReplyTokenLifetime)
+}
+
 // Sender calls LINE for a channel; the server implements it with the channel's client.
 type Sender interface {
 	Reply(ctx context.Context, channelID, replyToken string, msgs []json.RawMessage) (line.SendResult, error)

@@ -217,6 +217,11 @@ func (s *Service) SetField(ctx context.Context, q store.Querier, friendID int64,
 	if err != nil {
 		return false, fmt.Errorf("friend: set field: %w", err)
 	}
+	for _, fn := range s.fieldSet {
+		if err := fn(ctx, q, friendID, f, v); err != nil {
+			return false, err
+		}
+	}
 	return true, nil
 }
 

@@ -65,7 +65,28 @@ type Service struct {
 	profiles ProfileSource
 	logger   *slog.Logger
 	wake     chan struct{}
+
+	// Told of changes inside the transaction that makes them (scenarios start on them).
+	tagAdded      []TagAddedFunc
+	fieldSet      []FieldSetFunc
+	profileStored []func()
 }
+
+// TagAddedFunc learns, inside the writing transaction, that a friend got a tag.
+type TagAddedFunc func(ctx context.Context, q store.Querier, friendID, tagID int64) error
+
+// FieldSetFunc learns, inside the writing transaction, that a friend's field changed.
+type FieldSetFunc func(ctx context.Context, q store.Querier, friendID int64, f Field, value string) error
+
+// OnTagAdded registers f; register before serving.
+func (s *Service) OnTagAdded(f TagAddedFunc) { s.tagAdded = append(s.tagAdded, f) }
+
+// OnProfileStored registers f, called after a fetched profile is stored (a greeting
+// that says the friend's name waits for it).
+func (s *Service) OnProfileStored(f func()) { s.profileStored = append(s.profileStored, f) }
+
+// OnFieldSet registers f; register before serving.
+func (s *Service) OnFieldSet(f FieldSetFunc) { s.fieldSet = append(s.fieldSet, f) }
 
 // NewService returns a friend service. profiles may be nil when no profile fetching runs
 // (commands that only read).

@@ -130,6 +130,9 @@ func (s *Service) fetchOne(ctx context.Context, d dueProfile) error {
 		if err != nil {
 			return fmt.Errorf("friend: store profile: %w", err)
 		}
+		for _, f := range s.profileStored {
+			f()
+		}
 		return nil
 	case errors.Is(err, line.ErrNotFound):
 		// Not a friend (blocked, or never added the account): nothing to fetch.

@@ -112,7 +112,15 @@ func (s *Service) AddTag(ctx context.Context, q store.Querier, friendID, tagID i
 		return false, fmt.Errorf("friend: add tag: %w", err)
 	}
 	n, _ := res.RowsAffected()
-	return n > 0, nil
+	if n == 0 {
+		return false, nil
+	}
+	for _, f := range s.tagAdded {
+		if err := f(ctx, q, friendID, tagID); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 // RemoveTag takes a tag off a friend and reports whether they carried it.

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/linestep/linestep/internal/autoreply"
 	"github.com/linestep/linestep/internal/channel"
 	"github.com/linestep/linestep/internal/clock"
 	"github.com/linestep/linestep/internal/delivery"
@@ -23,6 +24,7 @@ import (
 	"github.com/linestep/linestep/internal/keyring"
 	"github.com/linestep/linestep/internal/line"
 	"github.com/linestep/linestep/internal/metrics"
+	"github.com/linestep/linestep/internal/scenario"
 	"github.com/linestep/linestep/internal/staff"
 	"github.com/linestep/linestep/internal/store"
 )
@@ -46,6 +48,8 @@ type Config struct {
 	LineMaxAttempts int
 	// Delivery tunes the dispatcher (lease, workers); zero values take its defaults.
 	Delivery delivery.Config
+	// Scenarios tunes the step runner; zero values take its defaults.
+	Scenarios scenario.Config
 	// MaxWebhookBody bounds a webhook body; default ingest.DefaultMaxBody.
 	MaxWebhookBody int64
 }
@@ -63,6 +67,8 @@ type Server struct {
 	Lines     *linePool
 	Staff     *staff.Service
 	Delivery  *delivery.Service
+	Scenarios *scenario.Service
+	Replies   *autoreply.Service
 
 	handler http.Handler
 	ready   atomic.Bool // serving: what /readyz reports
@@ -153,6 +159,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.Friends.Register(s.Processor)
 	s.Delivery = delivery.New(db, cfg.Clock, s.Lines, cfg.Logger, cfg.Delivery)
 	s.Delivery.Register(s.Processor) // after friends: it reads the status they set
+	s.Scenarios = scenario.New(db, cfg.Clock, s.Friends, s.Delivery, cfg.Logger, cfg.Scenarios)
+	s.Scenarios.Register(s.Processor)
+	s.Replies = autoreply.New(db, cfg.Clock, s.Friends, s.Delivery, cfg.Logger)
+	s.Replies.Register(s.Processor)
 	s.Staff = staff.NewService(db, cfg.Clock)
 	if s.handler, err = s.routes(); err != nil {
 		db.Close()
@@ -184,6 +194,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	workers.Go(func() { s.Processor.Run(workCtx) })
 	workers.Go(func() { s.Friends.RunProfileFetcher(workCtx) })
 	workers.Go(func() { s.Delivery.Run(workCtx) })
+	workers.Go(func() { s.Scenarios.Run(workCtx) })
 
 	srv := &http.Server{
 		Handler:           s.handler,

@@ -1,0 +1,367 @@
+package scenario
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/linestep/linestep/internal/delivery"
+	"github.com/linestep/linestep/internal/friend"
+	"github.com/linestep/linestep/internal/message"
+	"github.com/linestep/linestep/internal/segment"
+	"github.com/linestep/linestep/internal/store"
+)
+
+// Run advances due steps until ctx is done.
+func (s *Service) Run(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		for {
+			n, err := s.RunDue(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				s.logger.Warn("scenario steps failed; retrying", "err", err)
+				break
+			}
+			if n < s.cfg.BatchSize {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.wake:
+		case <-t.C:
+		}
+	}
+}
+
+// due is one claimed enrolment with what running its step needs.
+type due struct {
+	id, scenarioID, friendID int64
+	channelID, lineUserID    string
+	next, last               string
+	anchor, lastAt, dueAt    time.Time
+	replyToken               string
+	replyExpires             time.Time
+	following                bool
+}
+
+// RunDue runs one batch of due steps in one transaction: each step's messages are
+// queued in the outbox, its actions applied and the enrolment advanced together, so a
+// crash leaves a step either wholly done or not begun. Several instances share the work
+// on PostgreSQL (SKIP LOCKED). It returns how many enrolments it advanced.
+func (s *Service) RunDue(ctx context.Context) (int, error) {
+	var n int
+	err := s.db.WriteTx(ctx, func(tx *store.Tx) error {
+		now := s.clock.Now()
+		batch, err := s.claim(ctx, tx, now)
+		if err != nil {
+			return err
+		}
+		n = len(batch)
+		r := &stepRun{s: s, tx: tx, now: now, scenarios: map[int64]*Scenario{}, accounts: map[string]account{},
+			conds: map[string]*segment.Compiled{}, rendered: map[string][]json.RawMessage{}, touched: map[int64]bool{}}
+		for _, d := range batch {
+			if err := r.advance(ctx, d); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return n, err
+}
+
+func (s *Service) claim(ctx context.Context, tx *store.Tx, now time.Time) ([]due, error) {
+	lock := ""
+	if tx.Dialect() == store.Postgres {
+		lock = " FOR UPDATE OF e SKIP LOCKED"
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT e.id, e.scenario_id, e.friend_id, e.channel_id, f.line_user_id, e.next_step, e.last_step,
+		e.anchor_at, e.last_step_at, e.due_at, e.reply_token, e.reply_expires_at, f.status
+		FROM enrollments e JOIN scenarios s ON s.id = e.scenario_id JOIN friends f ON f.id = e.friend_id
+		WHERE e.state = 'active' AND e.due_at <= ? AND s.enabled = 1
+		AND NOT (f.profile_fetched_at IS NULL AND f.profile_due_at IS NOT NULL AND e.anchor_at > ?)
+		ORDER BY e.due_at, e.id LIMIT ?`+lock,
+		store.Millis(now), store.Millis(now.Add(-s.cfg.ProfileWait)), s.cfg.BatchSize)
+	if err != nil {
+		return nil, fmt.Errorf("scenario: claim: %w", err)
+	}
+	defer rows.Close()
+	var out []due
+	for rows.Next() {
+		var d due
+		var anchor, dueAt int64
+		var last, expires sql.NullInt64
+		var status string
+		if err := rows.Scan(&d.id, &d.scenarioID, &d.friendID, &d.channelID, &d.lineUserID, &d.next, &d.last, &anchor, &last, &dueAt,
+			&d.replyToken, &expires, &status); err != nil {
+			return nil, fmt.Errorf("scenario: claim: %w", err)
+		}
+		d.anchor, d.lastAt, d.dueAt, d.replyExpires = store.Time(anchor), store.NullTime(last), store.Time(dueAt), store.NullTime(expires)
+		d.following = status == string(friend.Following)
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// stepRun holds what one batch shares: scenarios, account settings, compiled conditions
+// and messages that are the same for everyone.
+type stepRun struct {
+	s         *Service
+	tx        *store.Tx
+	now       time.Time
+	scenarios map[int64]*Scenario
+	accounts  map[string]account
+	conds     map[string]*segment.Compiled
+	rendered  map[string][]json.RawMessage
+	// touched: friends whose data or runs an action changed in this batch; their later
+	// enrolments are re-read, since an action may have stopped them.
+	touched map[int64]bool
+}
+
+func (r *stepRun) scenario(ctx context.Context, id int64) (*Scenario, error) {
+	if sc, ok := r.scenarios[id]; ok {
+		return sc, nil
+	}
+	sc, err := scanScenario(r.tx.QueryRowContext(ctx, "SELECT "+scenarioColumns+" FROM scenarios WHERE id = ?", id))
+	if err != nil {
+		return nil, fmt.Errorf("scenario %d: %w", id, err)
+	}
+	r.scenarios[id] = &sc
+	return &sc, nil
+}
+
+func (r *stepRun) account(ctx context.Context, sc *Scenario) (account, error) {
+	a, ok := r.accounts[sc.ChannelID]
+	if !ok {
+		var err error
+		if a, err = loadAccount(ctx, r.tx, sc.ChannelID); err != nil {
+			return account{}, err
+		}
+		r.accounts[sc.ChannelID] = a
+	}
+	return a.forScenario(&sc.Definition), nil
+}
+
+// advance runs the step an enrolment waits for, then schedules the next one.
+func (r *stepRun) advance(ctx context.Context, d due) error {
+	s := r.s
+	if r.touched[d.friendID] {
+		var state, next string
+		if err := r.tx.QueryRowContext(ctx, "SELECT state, next_step FROM enrollments WHERE id = ?", d.id).Scan(&state, &next); err != nil {
+			return fmt.Errorf("scenario: reread: %w", err)
+		}
+		if state != Active || next != d.next {
+			return nil
+		}
+	}
+	if !d.following {
+		return s.stopRun(ctx, r.tx, d.id, StopBlocked)
+	}
+	sc, err := r.scenario(ctx, d.scenarioID)
+	if err != nil {
+		return err
+	}
+	def := &sc.Definition
+	acct, err := r.account(ctx, sc)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(def.Steps, func(st Step) bool { return st.Key == d.next })
+	if i < 0 {
+		// The step was deleted by an edit: go on after the last step the friend ran.
+		from := 0
+		if d.last != "" {
+			if from = slices.IndexFunc(def.Steps, func(st Step) bool { return st.Key == d.last }) + 1; from == 0 {
+				from = len(def.Steps) // neither is left: nothing can be placed
+			}
+		}
+		p, err := s.plan(ctx, r.tx, acct, def, from, d.anchor, d.lastAt, d.friendID, r.now)
+		if err != nil {
+			return err
+		}
+		return r.moveTo(ctx, d, p, d.last, d.lastAt)
+	}
+	st := def.Steps[i]
+	run := true
+	if st.If != nil {
+		key := fmt.Sprintf("%d/%s", sc.ID, st.Key)
+		c, ok := r.conds[key]
+		if !ok {
+			if c, err = resolveCondition(ctx, r.tx, sc.ChannelID, *st.If); err != nil {
+				// A tag or field it names was deleted: the condition cannot hold.
+				s.logger.Warn("scenario step condition unusable; step skipped", "scenario", sc.Key, "step", st.Key, "err", err)
+			}
+			r.conds[key] = c
+		}
+		run = false
+		if c != nil {
+			if run, err = c.Match(ctx, r.tx, d.friendID, r.now); err != nil {
+				return err
+			}
+		}
+	}
+	replied := false
+	if run {
+		if len(st.Messages) > 0 {
+			if replied, err = r.send(ctx, sc, st, d); err != nil {
+				return err
+			}
+		}
+		if !st.Actions.empty() {
+			r.touched[d.friendID] = true
+			if err := r.act(ctx, sc, st.Actions, d.friendID); err != nil {
+				return err
+			}
+			var state string
+			if err := r.tx.QueryRowContext(ctx, "SELECT state FROM enrollments WHERE id = ?", d.id).Scan(&state); err != nil {
+				return err
+			}
+			if state != Active {
+				return nil // its own action stopped it (a stop tag, a scenario it starts)
+			}
+		}
+	}
+	p, err := s.plan(ctx, r.tx, acct, def, i+1, d.anchor, d.dueAt, d.friendID, r.now)
+	if err != nil {
+		return err
+	}
+	if replied {
+		d.replyToken = ""
+	}
+	return r.moveTo(ctx, d, p, st.Key, d.dueAt)
+}
+
+// moveTo records the step that ran (or was passed) and the next one.
+func (r *stepRun) moveTo(ctx context.Context, d due, p planned, last string, lastAt time.Time) error {
+	_, err := r.tx.ExecContext(ctx, `UPDATE enrollments SET state = ?, next_step = ?, last_step = ?, last_step_at = ?, due_at = ?,
+		reply_token = ?, updated_at = ? WHERE id = ?`,
+		p.state(), p.key, last, store.NullMillis(lastAt), p.dueArg(), d.replyToken, store.Millis(r.now), d.id)
+	if err != nil {
+		return fmt.Errorf("scenario: advance: %w", err)
+	}
+	if p.key != "" && !p.due.After(r.now) {
+		r.tx.AfterCommit(r.s.Notify)
+	}
+	return nil
+}
+
+// send renders the step's messages for the friend and queues them; the first step after
+// an event that carried a reply token goes out as a reply while the token is fresh.
+func (r *stepRun) send(ctx context.Context, sc *Scenario, st Step, d due) (replied bool, err error) {
+	tpl := message.Template{Messages: st.Messages}
+	key := fmt.Sprintf("%d/%s", sc.ID, st.Key)
+	msgs, same := r.rendered[key]
+	if !same {
+		names := tpl.Variables()
+		var vars message.MapVars
+		if len(names) > 0 {
+			if vars, err = r.s.friends.Vars(ctx, r.tx, d.friendID); err != nil {
+				return false, err
+			}
+			if r.s.ExtraVars != nil {
+				extra, err := r.s.ExtraVars(ctx, r.tx, sc.ChannelID, d.friendID, names, r.now)
+				if err != nil {
+					return false, err
+				}
+				for k, v := range extra {
+					vars[k] = v
+				}
+			}
+		}
+		if msgs, err = tpl.Render(vars); err != nil {
+			// Saved templates are validated; a value cannot make one invalid (Render
+			// cuts to LINE's limits). Skip the messages rather than block the friend.
+			r.s.logger.Warn("scenario step could not be rendered; messages skipped", "scenario", sc.Key, "step", st.Key, "err", err)
+			return false, nil
+		}
+		if len(names) == 0 {
+			r.rendered[key] = msgs
+		}
+	}
+	it := delivery.Item{ChannelID: d.channelID, FriendID: d.friendID, LineUserID: d.lineUserID, Source: "scenario",
+		SourceID: d.id, SourceRef: st.Key, Messages: msgs}
+	if d.replyToken != "" && d.replyExpires.After(r.now) {
+		it.ReplyToken, it.ReplyExpiresAt, replied = d.replyToken, d.replyExpires, true
+	}
+	if _, err := r.s.deliveries.Enqueue(ctx, r.tx, it); err != nil {
+		if errors.Is(err, delivery.ErrInvalidItem) {
+			r.s.logger.Warn("scenario step not sendable; messages skipped", "scenario", sc.Key, "step", st.Key, "err", err)
+			return false, nil
+		}
+		return false, err
+	}
+	return replied, nil
+}
+
+// act applies a step's actions. Tag and field changes go through the friend service, so
+// they trigger scenarios and stop rules like any other change.
+func (r *stepRun) act(ctx context.Context, sc *Scenario, a Actions, friendID int64) error {
+	s, tx := r.s, r.tx
+	for _, name := range a.AddTags {
+		t, err := s.friends.CreateTag(ctx, tx, sc.ChannelID, name)
+		if err != nil {
+			return err
+		}
+		if _, err := s.friends.AddTag(ctx, tx, friendID, t.ID); err != nil {
+			return err
+		}
+	}
+	for _, name := range a.RemoveTags {
+		t, err := s.friends.TagByName(ctx, tx, sc.ChannelID, name)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := s.friends.RemoveTag(ctx, tx, friendID, t.ID); err != nil {
+			return err
+		}
+	}
+	for _, key := range sortedKeys(a.SetFields) {
+		f, err := s.friends.FieldByKey(ctx, tx, sc.ChannelID, key)
+		if errors.Is(err, store.ErrNotFound) {
+			s.logger.Warn("scenario step sets a field that no longer exists", "scenario", sc.Key, "field", key)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := s.friends.SetField(ctx, tx, friendID, f, a.SetFields[key]); err != nil {
+			if errors.Is(err, friend.ErrInvalid) {
+				s.logger.Warn("scenario step sets a value the field no longer takes", "scenario", sc.Key, "field", key)
+				continue
+			}
+			return err
+		}
+	}
+	for _, key := range a.Stop {
+		if err := s.Stop(ctx, tx, sc.ChannelID, friendID, key, "scenario:"+sc.Key); err != nil {
+			return err
+		}
+	}
+	for _, key := range a.Start {
+		if _, err := s.Start(ctx, tx, sc.ChannelID, friendID, key); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,1 @@
+-- Coupons (reserved; filled by the coupon package).
