@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/linestep/linestep/internal/autoreply"
+	"github.com/linestep/linestep/internal/broadcast"
 	"github.com/linestep/linestep/internal/channel"
 	"github.com/linestep/linestep/internal/clock"
 	"github.com/linestep/linestep/internal/delivery"
@@ -50,25 +51,28 @@ type Config struct {
 	Delivery delivery.Config
 	// Scenarios tunes the step runner; zero values take its defaults.
 	Scenarios scenario.Config
+	// Broadcasts tunes broadcast expansion; zero values take its defaults.
+	Broadcasts broadcast.Config
 	// MaxWebhookBody bounds a webhook body; default ingest.DefaultMaxBody.
 	MaxWebhookBody int64
 }
 
 // Server is a running linestep.
 type Server struct {
-	cfg       Config
-	DB        *store.DB
-	Keys      *keyring.Keyring
-	Metrics   *metrics.Metrics
-	Channels  *channel.Service
-	Friends   *friend.Service
-	Processor *ingest.Processor
-	Committer *ingest.Committer
-	Lines     *linePool
-	Staff     *staff.Service
-	Delivery  *delivery.Service
-	Scenarios *scenario.Service
-	Replies   *autoreply.Service
+	cfg        Config
+	DB         *store.DB
+	Keys       *keyring.Keyring
+	Metrics    *metrics.Metrics
+	Channels   *channel.Service
+	Friends    *friend.Service
+	Processor  *ingest.Processor
+	Committer  *ingest.Committer
+	Lines      *linePool
+	Staff      *staff.Service
+	Delivery   *delivery.Service
+	Scenarios  *scenario.Service
+	Replies    *autoreply.Service
+	Broadcasts *broadcast.Service
 
 	handler http.Handler
 	ready   atomic.Bool // serving: what /readyz reports
@@ -163,6 +167,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.Scenarios.Register(s.Processor)
 	s.Replies = autoreply.New(db, cfg.Clock, s.Friends, s.Delivery, cfg.Logger)
 	s.Replies.Register(s.Processor)
+	s.Broadcasts = broadcast.New(db, cfg.Clock, s.Friends, s.Delivery, cfg.Logger, cfg.Broadcasts)
 	s.Staff = staff.NewService(db, cfg.Clock)
 	if s.handler, err = s.routes(); err != nil {
 		db.Close()
@@ -195,6 +200,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	workers.Go(func() { s.Friends.RunProfileFetcher(workCtx) })
 	workers.Go(func() { s.Delivery.Run(workCtx) })
 	workers.Go(func() { s.Scenarios.Run(workCtx) })
+	workers.Go(func() { s.Broadcasts.Run(workCtx) })
 
 	srv := &http.Server{
 		Handler:           s.handler,

@@ -57,6 +57,12 @@ const MasterKey = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1
 // emulator as LINE, until the test ends.
 func Start(t testing.TB, dsn string) *Harness {
 	t.Helper()
+	return StartWith(t, dsn, nil)
+}
+
+// StartWith is Start with a chance to change the server's configuration first.
+func StartWith(t testing.TB, dsn string, configure func(*server.Config)) *Harness {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	emu := emulator.New(emulator.Config{})
 	api := httptest.NewServer(emu.Handler())
@@ -64,7 +70,7 @@ func Start(t testing.TB, dsn string) *Harness {
 
 	logs := &LockedBuffer{}
 	clk := clock.NewFake(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
-	srv, err := server.New(ctx, server.Config{
+	cfg := server.Config{
 		DB: dsn, LineAPIURL: api.URL, LineDataAPIURL: api.URL, Clock: clk,
 		Getenv: func(k string) string {
 			if k == "LINESTEP_MASTER_KEY" {
@@ -75,7 +81,11 @@ func Start(t testing.TB, dsn string) *Harness {
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		// One attempt per call: retries then come from the workers, on the fake clock.
 		LineMaxAttempts: 1,
-	})
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	srv, err := server.New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,262 @@
+package broadcast_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/linestep/linestep/internal/broadcast"
+	"github.com/linestep/linestep/internal/delivery"
+	"github.com/linestep/linestep/internal/message"
+	"github.com/linestep/linestep/internal/segment"
+	"github.com/linestep/linestep/internal/server"
+	"github.com/linestep/linestep/internal/servertest"
+	"github.com/linestep/linestep/internal/store"
+	"github.com/linestep/linestep/internal/testutil"
+)
+
+var ctx = context.Background()
+
+type member struct {
+	user string
+	id   int64
+}
+
+// addFriends makes n followers known to both the emulator and linestep (as if their
+// follows had been processed long ago), named after their index, tagged as tagOf says.
+func addFriends(t *testing.T, h *servertest.Harness, n int, tagOf func(i int) string) []member {
+	t.Helper()
+	users, err := h.Emu.AddFollowers(h.Ch, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]member, n)
+	err = h.Srv.DB.WriteTx(ctx, func(tx *store.Tx) error {
+		for i, u := range users {
+			var id int64
+			if err := tx.QueryRowContext(ctx, `INSERT INTO friends (channel_id, line_user_id, status, status_at, display_name, followed_at, created_at, updated_at)
+				VALUES (?, ?, 'following', 0, ?, 0, 0, 0) RETURNING id`, h.Ch, u, fmt.Sprintf("友だち%d", i)).Scan(&id); err != nil {
+				return err
+			}
+			out[i] = member{u, id}
+			if name := tagOf(i); name != "" {
+				tg, err := h.Srv.Friends.CreateTag(ctx, tx, h.Ch, name)
+				if err != nil {
+					return err
+				}
+				if _, err := h.Srv.Friends.AddTag(ctx, tx, id, tg.ID); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func create(t *testing.T, h *servertest.Harness, b broadcast.Broadcast) broadcast.Broadcast {
+	t.Helper()
+	b.ChannelID = h.Ch
+	err := h.Srv.DB.WriteTx(ctx, func(tx *store.Tx) error {
+		var err error
+		b, err = h.Srv.Broadcasts.Create(ctx, tx, b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func text(s string) message.Template {
+	return message.Template{Messages: []message.Message{{Type: "text", Text: s}}}
+}
+
+// drain expands what is due and waits until the outbox has handed it all to LINE.
+func drain(t *testing.T, h *servertest.Harness) {
+	t.Helper()
+	h.Eventually("the broadcast to be sent", func() bool {
+		more, err := h.Srv.Broadcasts.Expand(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Srv.Delivery.Notify()
+		c, err := h.Srv.Delivery.Counts(ctx, h.Ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return !more && c[delivery.Pending] == 0 && c[delivery.Sending] == 0
+	})
+}
+
+// got returns the texts a user received and how.
+func got(t *testing.T, h *servertest.Harness, u string) []string {
+	t.Helper()
+	rs, err := h.Emu.ReceivedBy(h.Ch, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, r := range rs {
+		for _, m := range r.Messages {
+			var msg struct{ Text string }
+			json.Unmarshal(m, &msg)
+			out = append(out, r.Via+": "+msg.Text)
+		}
+	}
+	return out
+}
+
+// Seed use case 2: a coupon to the friends of one area only, counted before sending,
+// sent by multicast since the content is the same for all of them.
+func TestCouponToOneAreaOnly(t *testing.T) {
+	testutil.EachDSN(t, func(t *testing.T, dsn string) {
+		h := servertest.Start(t, dsn)
+		fs := addFriends(t, h, 1200, func(i int) string {
+			if i%3 == 0 {
+				return "area:osaka"
+			}
+			return "area:tokyo"
+		})
+		osaka := segment.Filter{Tag: "area:osaka"}
+		if n, err := h.Srv.Broadcasts.Count(ctx, h.Ch, osaka); err != nil || n != 400 {
+			t.Fatalf("recipient count before sending: %d %v", n, err)
+		}
+		b := create(t, h, broadcast.Broadcast{Name: "大阪店クーポン", Segment: osaka, Template: text("大阪店限定 10%OFF: OSAKA10")})
+		drain(t, h)
+		for i, f := range fs {
+			want := 0
+			if i%3 == 0 {
+				want = 1
+			}
+			if g := got(t, h, f.user); len(g) != want || want == 1 && g[0] != "multicast: 大阪店限定 10%OFF: OSAKA10" {
+				t.Fatalf("friend %d received %q", i, g)
+			}
+		}
+		if b, _ = h.Srv.Broadcasts.Get(ctx, h.Ch, b.ID); b.State != broadcast.Done || b.Recipients != 400 {
+			t.Fatalf("broadcast after sending: %+v", b)
+		}
+		if p, _ := h.Srv.Broadcasts.Progress(ctx, b.ID); p[delivery.Sent] != 400 {
+			t.Fatalf("progress: %v", p)
+		}
+		if st := h.Emu.Stats(); st.Requests["multicast"]["200"] != 1 {
+			t.Fatalf("400 identical messages took %v multicast calls, want 1", st.Requests["multicast"])
+		}
+	})
+}
+
+// Content that differs per friend goes by push, each with their own name.
+func TestPersonalisedBroadcastByPush(t *testing.T) {
+	testutil.EachDSN(t, func(t *testing.T, dsn string) {
+		h := servertest.Start(t, dsn)
+		fs := addFriends(t, h, 3, func(int) string { return "" })
+		create(t, h, broadcast.Broadcast{Segment: segment.Filter{}, Template: text("{{display_name|お客様}}さん、今月のお知らせです")})
+		drain(t, h)
+		for i, f := range fs {
+			if g := got(t, h, f.user); len(g) != 1 || g[0] != fmt.Sprintf("push: 友だち%dさん、今月のお知らせです", i) {
+				t.Fatalf("friend %d received %q", i, g)
+			}
+		}
+	})
+}
+
+// A scheduled broadcast waits for its time; a blocked friend is not among its
+// recipients.
+func TestScheduledBroadcastWaitsForItsTime(t *testing.T) {
+	testutil.EachDSN(t, func(t *testing.T, dsn string) {
+		h := servertest.Start(t, dsn)
+		fs := addFriends(t, h, 2, func(int) string { return "" })
+		if _, err := h.Srv.DB.ExecContext(ctx, "UPDATE friends SET status = 'blocked' WHERE id = ?", fs[1].id); err != nil {
+			t.Fatal(err)
+		}
+		b := create(t, h, broadcast.Broadcast{Template: text("明日からセール"), ScheduledAt: h.Clk.Now().Add(time.Hour)})
+		if more, err := h.Srv.Broadcasts.Expand(ctx); err != nil || more {
+			t.Fatalf("expanded before its time: %v %v", more, err)
+		}
+		h.Clk.Advance(time.Hour)
+		drain(t, h)
+		if g := got(t, h, fs[0].user); len(g) != 1 {
+			t.Fatalf("follower received %q", g)
+		}
+		if g := got(t, h, fs[1].user); len(g) != 0 {
+			t.Fatalf("blocked friend received %q", g)
+		}
+		if b, _ = h.Srv.Broadcasts.Get(ctx, h.Ch, b.ID); b.Recipients != 1 {
+			t.Fatalf("recipients: %+v", b)
+		}
+	})
+}
+
+// Cancelling a broadcast in flight stops it: nobody more is queued, what is queued and
+// not yet handed to LINE is cancelled, and nobody receives it twice.
+func TestCancelInFlight(t *testing.T) {
+	testutil.EachDSN(t, func(t *testing.T, dsn string) {
+		h := servertest.StartWith(t, dsn, func(c *server.Config) {
+			c.Broadcasts = broadcast.Config{Chunk: 500, PollInterval: time.Hour} // expanded only by the test
+		})
+		fs := addFriends(t, h, 1500, func(int) string { return "" })
+		b := create(t, h, broadcast.Broadcast{Template: text("キャンセルされる配信"), ScheduledAt: h.Clk.Now().Add(time.Minute)})
+		h.Clk.Advance(time.Minute)
+		if more, err := h.Srv.Broadcasts.Expand(ctx); err != nil || !more {
+			t.Fatalf("first chunk: %v %v", more, err)
+		}
+		n, err := h.Srv.Broadcasts.Cancel(ctx, h.Ch, b.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		drain(t, h)
+		received := 0
+		for _, f := range fs {
+			switch g := got(t, h, f.user); len(g) {
+			case 0:
+			case 1:
+				received++
+			default:
+				t.Fatalf("received twice: %q", g)
+			}
+		}
+		if received+int(n) != 500 {
+			t.Fatalf("received %d + cancelled %d, want the first chunk of 500", received, n)
+		}
+		p, _ := h.Srv.Broadcasts.Progress(ctx, b.ID)
+		if p[delivery.Cancelled] != int(n) || p[delivery.Sent] != received {
+			t.Fatalf("progress %v, cancelled %d, received %d", p, n, received)
+		}
+		if b, _ = h.Srv.Broadcasts.Get(ctx, h.Ch, b.ID); b.State != broadcast.Cancelled || b.Recipients != 500 {
+			t.Fatalf("after cancel: %+v", b)
+		}
+	})
+}
+
+func TestInvalidBroadcastSaysWhatToFix(t *testing.T) {
+	testutil.EachDSN(t, func(t *testing.T, dsn string) {
+		h := servertest.Start(t, dsn)
+		err := h.Srv.DB.WriteTx(ctx, func(tx *store.Tx) error {
+			_, err := h.Srv.Broadcasts.Create(ctx, tx, broadcast.Broadcast{ChannelID: h.Ch, Segment: segment.Filter{Tag: "no-such-tag"},
+				Template: message.Template{}, ScheduledAt: h.Clk.Now().Add(-time.Hour)})
+			return err
+		})
+		var ps message.Problems
+		if !errors.Is(err, broadcast.ErrInvalid) || !errors.As(err, &ps) {
+			t.Fatalf("create: %v", err)
+		}
+		paths := map[string]bool{}
+		for _, p := range ps {
+			paths[p.Path] = true
+			if p.JA == "" || p.EN == "" {
+				t.Errorf("problem without both languages: %+v", p)
+			}
+		}
+		for _, want := range []string{"template.messages", "segment", "scheduled_at"} {
+			if !paths[want] {
+				t.Errorf("no problem at %s: %v", want, ps)
+			}
+		}
+	})
+}

@@ -1,0 +1,165 @@
+package broadcast
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/linestep/linestep/internal/delivery"
+	"github.com/linestep/linestep/internal/segment"
+	"github.com/linestep/linestep/internal/store"
+)
+
+// Run expands due broadcasts until ctx is done.
+func (s *Service) Run(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		for {
+			more, err := s.Expand(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				s.logger.Warn("broadcast expansion failed; retrying", "err", err)
+				break
+			}
+			if !more {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.wake:
+		case <-t.C:
+		}
+	}
+}
+
+// Expand writes the next chunk of one due broadcast into the outbox, in one
+// transaction with the move of its cursor. It reports whether there was work (call
+// again). On PostgreSQL the broadcast's row is locked meanwhile, so another instance
+// takes another broadcast or waits for the next chunk.
+func (s *Service) Expand(ctx context.Context) (bool, error) {
+	var more bool
+	err := s.db.WriteTx(ctx, func(tx *store.Tx) error {
+		now := s.clock.Now()
+		lock := ""
+		if tx.Dialect() == store.Postgres {
+			lock = " FOR UPDATE SKIP LOCKED"
+		}
+		b, err := scan(tx.QueryRowContext(ctx, "SELECT "+columns+` FROM broadcasts WHERE state IN (?, ?) AND scheduled_at <= ?
+			ORDER BY scheduled_at, id LIMIT 1`+lock, Scheduled, Sending, store.Millis(now)))
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("broadcast: claim: %w", err)
+		}
+		more = true
+		var cursor int64
+		if err := tx.QueryRowContext(ctx, "SELECT cursor_friend_id FROM broadcasts WHERE id = ?", b.ID).Scan(&cursor); err != nil {
+			return err
+		}
+		return s.expandChunk(ctx, tx, b, cursor, now)
+	})
+	if err != nil {
+		return false, err
+	}
+	if more {
+		s.deliveries.Notify()
+	}
+	return more, nil
+}
+
+func (s *Service) expandChunk(ctx context.Context, tx *store.Tx, b Broadcast, cursor int64, now time.Time) error {
+	c, err := segment.Resolve(ctx, tx, b.ChannelID, b.Segment)
+	if err != nil {
+		// A tag or field it names was deleted after it was created: it cannot be sent
+		// as meant. Stop it visibly rather than guess.
+		s.logger.Warn("broadcast segment no longer resolves; failed", "broadcast", b.ID, "err", err)
+		return s.fail(ctx, tx, b.ID, now, fmt.Errorf("segment: %w", err))
+	}
+	members, err := segment.Page(ctx, tx, c, now, cursor, s.cfg.Chunk)
+	if err != nil {
+		return err
+	}
+	names := b.Template.Variables()
+	var same []json.RawMessage // content that is the same for everyone, rendered once
+	if len(names) == 0 {
+		if same, err = b.Template.Render(nil); err != nil {
+			return s.fail(ctx, tx, b.ID, now, fmt.Errorf("template: %w", err))
+		}
+	}
+	written, skipped := 0, 0
+	for _, m := range members {
+		msgs := same
+		if msgs == nil {
+			if msgs, err = s.render(ctx, tx, b, m.FriendID, names, now); err != nil {
+				if errors.Is(err, errUnrenderable) {
+					skipped++
+					continue
+				}
+				return err
+			}
+		}
+		if _, err := s.deliveries.Enqueue(ctx, tx, delivery.Item{ChannelID: b.ChannelID, FriendID: m.FriendID, LineUserID: m.LineUserID,
+			Source: "broadcast", SourceID: b.ID, Messages: msgs, DueAt: now}); err != nil {
+			if errors.Is(err, delivery.ErrInvalidItem) {
+				skipped++
+				continue
+			}
+			return err
+		}
+		written++
+	}
+	state, finished := Sending, sql.NullInt64{}
+	if len(members) < s.cfg.Chunk {
+		state, finished = Done, store.NullMillis(now)
+	}
+	if len(members) > 0 {
+		cursor = members[len(members)-1].FriendID
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE broadcasts SET state = ?, cursor_friend_id = ?, recipients = recipients + ?, skipped = skipped + ?,
+		started_at = COALESCE(started_at, ?), finished_at = ?, updated_at = ? WHERE id = ?`,
+		state, cursor, written, skipped, store.Millis(now), finished, store.Millis(now), b.ID)
+	if err != nil {
+		return fmt.Errorf("broadcast: advance: %w", err)
+	}
+	return nil
+}
+
+var errUnrenderable = errors.New("broadcast: message cannot be rendered for this friend")
+
+func (s *Service) render(ctx context.Context, tx *store.Tx, b Broadcast, friendID int64, names []string, now time.Time) ([]json.RawMessage, error) {
+	vars, err := s.friends.Vars(ctx, tx, friendID)
+	if err != nil {
+		return nil, err
+	}
+	if s.ExtraVars != nil {
+		extra, err := s.ExtraVars(ctx, tx, b.ChannelID, friendID, names, now)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range extra {
+			vars[k] = v
+		}
+	}
+	msgs, err := b.Template.Render(vars)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errUnrenderable, err)
+	}
+	return msgs, nil
+}
+
+// fail ends a broadcast that cannot be sent as meant; what it queued already stays.
+func (s *Service) fail(ctx context.Context, tx *store.Tx, id int64, now time.Time, cause error) error {
+	_, err := tx.ExecContext(ctx, "UPDATE broadcasts SET state = ?, last_error = ?, finished_at = ?, updated_at = ? WHERE id = ?",
+		Failed, cause.Error(), store.Millis(now), store.Millis(now), id)
+	return err
+}
+
