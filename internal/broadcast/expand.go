@@ -162,4 +162,3 @@ func (s *Service) fail(ctx context.Context, tx *store.Tx, id int64, now time.Tim
 		Failed, cause.Error(), store.Millis(now), store.Millis(now), id)
 	return err
 }
-
