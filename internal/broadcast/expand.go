@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/linestep/linestep/internal/delivery"
+	"github.com/linestep/linestep/internal/line"
 	"github.com/linestep/linestep/internal/segment"
 	"github.com/linestep/linestep/internal/store"
 )
@@ -95,7 +96,8 @@ func (s *Service) expandChunk(ctx context.Context, tx *store.Tx, b Broadcast, cu
 			return s.fail(ctx, tx, b.ID, now, fmt.Errorf("template: %w", err))
 		}
 	}
-	written, skipped := 0, 0
+	skipped := 0
+	items := make([]delivery.Item, 0, len(members))
 	for _, m := range members {
 		msgs := same
 		if msgs == nil {
@@ -107,16 +109,17 @@ func (s *Service) expandChunk(ctx context.Context, tx *store.Tx, b Broadcast, cu
 				return err
 			}
 		}
-		if _, err := s.deliveries.Enqueue(ctx, tx, delivery.Item{ChannelID: b.ChannelID, FriendID: m.FriendID, LineUserID: m.LineUserID,
-			Source: "broadcast", SourceID: b.ID, Messages: msgs, DueAt: now}); err != nil {
-			if errors.Is(err, delivery.ErrInvalidItem) {
-				skipped++
-				continue
-			}
-			return err
+		if !line.ValidUserID(m.LineUserID) {
+			skipped++ // not from LINE (imported by hand): LINE would refuse the whole call
+			continue
 		}
-		written++
+		items = append(items, delivery.Item{ChannelID: b.ChannelID, FriendID: m.FriendID, LineUserID: m.LineUserID,
+			Source: "broadcast", SourceID: b.ID, Messages: msgs, DueAt: now})
 	}
+	if err := s.deliveries.EnqueueMany(ctx, tx, items); err != nil {
+		return err
+	}
+	written := len(items)
 	state, finished := Sending, sql.NullInt64{}
 	if len(members) < s.cfg.Chunk {
 		state, finished = Done, store.NullMillis(now)

@@ -184,6 +184,70 @@ func (s *Service) Enqueue(ctx context.Context, tx *store.Tx, it Item) (int64, er
 	return id, nil
 }
 
+// EnqueueMany writes many deliveries inside the caller's transaction, several rows per
+// statement: how a broadcast fills the outbox fast. Items sharing a messages slice
+// (identical content) are encoded and hashed once.
+func (s *Service) EnqueueMany(ctx context.Context, tx *store.Tx, items []Item) error {
+	const cols = 12
+	const perStatement = 250 // well under SQLite's and PostgreSQL's bound-parameter limits
+	now := s.clock.Now()
+	nowMs := store.Millis(now)
+	notify := false
+	type encoded struct{ json, hash string }
+	cache := map[*json.RawMessage]encoded{}
+	args := make([]any, 0, perStatement*cols)
+	flush := func(rows int) error {
+		if rows == 0 {
+			return nil
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO deliveries (channel_id, friend_id, line_user_id, source, source_id,
+			source_ref, messages, content_hash, reply_token, reply_expires_at, due_at, created_at) VALUES `+store.Placeholders(rows, cols), args...)
+		args = args[:0]
+		if err != nil {
+			return fmt.Errorf("delivery: enqueue: %w", err)
+		}
+		return nil
+	}
+	rows := 0
+	for _, it := range items {
+		if len(it.Messages) < 1 || len(it.Messages) > 5 {
+			return fmt.Errorf("%w: %d messages, LINE takes 1 to 5", ErrInvalidItem, len(it.Messages))
+		}
+		if !line.ValidUserID(it.LineUserID) {
+			return fmt.Errorf("%w: not a LINE user ID", ErrInvalidItem)
+		}
+		enc, ok := cache[&it.Messages[0]]
+		if !ok {
+			msgs, err := json.Marshal(it.Messages)
+			if err != nil {
+				return fmt.Errorf("%w: messages: %v", ErrInvalidItem, err)
+			}
+			enc = encoded{string(msgs), ContentHash(msgs)}
+			cache[&it.Messages[0]] = enc
+		}
+		due := it.DueAt
+		if due.IsZero() {
+			due = now
+		}
+		notify = notify || !due.After(now)
+		args = append(args, it.ChannelID, it.FriendID, it.LineUserID, it.Source, it.SourceID, it.SourceRef, enc.json, enc.hash,
+			it.ReplyToken, store.NullMillis(it.ReplyExpiresAt), store.Millis(due), nowMs)
+		if rows++; rows == perStatement {
+			if err := flush(rows); err != nil {
+				return err
+			}
+			rows = 0
+		}
+	}
+	if err := flush(rows); err != nil {
+		return err
+	}
+	if notify {
+		tx.AfterCommit(s.Notify)
+	}
+	return nil
+}
+
 // ContentHash identifies identical content: deliveries with the same hash can share one
 // multicast.
 func ContentHash(messagesJSON []byte) string {
