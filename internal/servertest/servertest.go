@@ -28,8 +28,10 @@ type Harness struct {
 	Emu  *emulator.Emulator
 	Clk  *clock.Fake // the server's clock
 	Base string      // the server's URL
-	Ch   string      // the channel's ID
-	Logs *LockedBuffer
+	// EmulatorURL is where the emulator serves LINE's API.
+	EmulatorURL string
+	Ch          string // the channel's ID
+	Logs        *LockedBuffer
 }
 
 // LockedBuffer collects the server's log.
@@ -102,7 +104,7 @@ func StartWith(t testing.TB, dsn string, configure func(*server.Config)) *Harnes
 		}
 		srv.Close()
 	})
-	h := &Harness{t: t, Srv: srv, Emu: emu, Clk: clk, Base: "http://" + ln.Addr().String(), Logs: logs}
+	h := &Harness{t: t, Srv: srv, Emu: emu, Clk: clk, Base: "http://" + ln.Addr().String(), EmulatorURL: api.URL, Logs: logs}
 	c, err := srv.Channels.Add(ctx, "Test shop", "channel-secret", "channel-token")
 	if err != nil {
 		t.Fatal(err)

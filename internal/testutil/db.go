@@ -102,6 +102,9 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
+// SQLitePath returns the path of a new SQLite file in a temporary directory.
+func SQLitePath(t testing.TB) string { return filepath.Join(t.TempDir(), "linestep.db") }
+
 // EachDSN runs fn with a data source name for a fresh SQLite file and for a fresh
 // PostgreSQL schema (skipped, and saying so, when LINESTEP_TEST_POSTGRES_URL is unset):
 // for tests that start a whole server, which opens and migrates the database itself.
