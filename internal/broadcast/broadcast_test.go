@@ -60,7 +60,7 @@ func addFriends(t *testing.T, h *servertest.Harness, n int, tagOf func(i int) st
 	return out
 }
 
-func create(t *testing.T, h *servertest.Harness, b broadcast.Broadcast) broadcast.Broadcast {
+func create(t testing.TB, h *servertest.Harness, b broadcast.Broadcast) broadcast.Broadcast {
 	t.Helper()
 	b.ChannelID = h.Ch
 	err := h.Srv.DB.WriteTx(ctx, func(tx *store.Tx) error {
