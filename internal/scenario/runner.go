@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/linestep/linestep/internal/delivery"
 	"github.com/linestep/linestep/internal/friend"
+	"github.com/linestep/linestep/internal/line"
 	"github.com/linestep/linestep/internal/message"
 	"github.com/linestep/linestep/internal/segment"
 	"github.com/linestep/linestep/internal/store"
@@ -68,13 +70,14 @@ func (s *Service) RunDue(ctx context.Context) (int, error) {
 		}
 		n = len(batch)
 		r := &stepRun{s: s, tx: tx, now: now, scenarios: map[int64]*Scenario{}, accounts: map[string]account{},
-			conds: map[string]*segment.Compiled{}, rendered: map[string][]json.RawMessage{}, touched: map[int64]bool{}}
+			conds: map[string]*segment.Compiled{}, rendered: map[string][]json.RawMessage{}, touched: map[int64]bool{},
+			moves: map[move][]int64{}}
 		for _, d := range batch {
 			if err := r.advance(ctx, d); err != nil {
 				return err
 			}
 		}
-		return nil
+		return r.flush(ctx)
 	})
 	return n, err
 }
@@ -125,6 +128,18 @@ type stepRun struct {
 	// touched: friends whose data or runs an action changed in this batch; their later
 	// enrolments are re-read, since an action may have stopped them.
 	touched map[int64]bool
+
+	// Writes gathered across the batch and made a few statements at a time: when many
+	// friends reach the same step at once, their moves are identical but for the ID.
+	items []delivery.Item
+	moves map[move][]int64
+}
+
+// move is the change of one enrolment after a step, without its ID.
+type move struct {
+	state, next, last string
+	lastAt, due       sql.NullInt64
+	replyToken        string
 }
 
 func (r *stepRun) scenario(ctx context.Context, id int64) (*Scenario, error) {
@@ -209,14 +224,15 @@ func (r *stepRun) advance(ctx context.Context, d due) error {
 			}
 		}
 	}
-	replied := false
+	replied, stopped := false, false
 	if run {
-		if len(st.Messages) > 0 {
-			if replied, err = r.send(ctx, sc, st, d); err != nil {
+		// Actions first, so that the step's messages see the fields it sets, and a run
+		// its own action stops still sends the step that stopped it.
+		if !st.Actions.empty() {
+			// Actions may stop runs whose writes are still gathered: write them first.
+			if err := r.flush(ctx); err != nil {
 				return err
 			}
-		}
-		if !st.Actions.empty() {
 			r.touched[d.friendID] = true
 			if err := r.act(ctx, sc, st.Actions, d.friendID); err != nil {
 				return err
@@ -225,10 +241,17 @@ func (r *stepRun) advance(ctx context.Context, d due) error {
 			if err := r.tx.QueryRowContext(ctx, "SELECT state FROM enrollments WHERE id = ?", d.id).Scan(&state); err != nil {
 				return err
 			}
-			if state != Active {
-				return nil // its own action stopped it (a stop tag, a scenario it starts)
+			stopped = state != Active // by a stop tag it added, or a scenario it started
+		}
+		if len(st.Messages) > 0 {
+			if replied, err = r.send(ctx, sc, st, d); err != nil {
+				return err
 			}
 		}
+	}
+	if stopped {
+		_, err := r.tx.ExecContext(ctx, "UPDATE enrollments SET last_step = ?, last_step_at = ? WHERE id = ?", st.Key, store.Millis(d.dueAt), d.id)
+		return err
 	}
 	p, err := s.plan(ctx, r.tx, acct, def, i+1, d.anchor, d.dueAt, d.friendID, r.now)
 	if err != nil {
@@ -242,13 +265,37 @@ func (r *stepRun) advance(ctx context.Context, d due) error {
 
 // moveTo records the step that ran (or was passed) and the next one.
 func (r *stepRun) moveTo(ctx context.Context, d due, p planned, last string, lastAt time.Time) error {
-	_, err := r.tx.ExecContext(ctx, `UPDATE enrollments SET state = ?, next_step = ?, last_step = ?, last_step_at = ?, due_at = ?,
-		reply_token = ?, updated_at = ? WHERE id = ?`,
-		p.state(), p.key, last, store.NullMillis(lastAt), p.dueArg(), d.replyToken, store.Millis(r.now), d.id)
-	if err != nil {
-		return fmt.Errorf("scenario: advance: %w", err)
+	m := move{state: p.state(), next: p.key, last: last, lastAt: store.NullMillis(lastAt), due: p.dueArg(), replyToken: d.replyToken}
+	r.moves[m] = append(r.moves[m], d.id)
+	return nil
+}
+
+// flush writes the gathered deliveries and moves. A move applies only to a run still
+// active: one stopped meanwhile (by an action in this batch) stays stopped.
+func (r *stepRun) flush(ctx context.Context) error {
+	if err := r.s.deliveries.EnqueueMany(ctx, r.tx, r.items); err != nil {
+		return err
 	}
-	if p.key != "" && !p.due.After(r.now) {
+	r.items = r.items[:0]
+	wake := false
+	for m, ids := range r.moves {
+		for start := 0; start < len(ids); start += 500 {
+			chunk := ids[start:min(start+500, len(ids))]
+			args := []any{m.state, m.next, m.last, m.lastAt, m.due, m.replyToken, store.Millis(r.now)}
+			for _, id := range chunk {
+				args = append(args, id)
+			}
+			_, err := r.tx.ExecContext(ctx, `UPDATE enrollments SET state = ?, next_step = ?, last_step = ?, last_step_at = ?, due_at = ?,
+				reply_token = ?, updated_at = ? WHERE state = 'active' AND id IN (`+strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",")+`)`,
+				args...)
+			if err != nil {
+				return fmt.Errorf("scenario: advance: %w", err)
+			}
+		}
+		wake = wake || m.next != "" && m.due.Int64 <= store.Millis(r.now)
+	}
+	clear(r.moves)
+	if wake {
 		r.tx.AfterCommit(r.s.Notify)
 	}
 	return nil
@@ -292,13 +339,11 @@ func (r *stepRun) send(ctx context.Context, sc *Scenario, st Step, d due) (repli
 	if d.replyToken != "" && d.replyExpires.After(r.now) {
 		it.ReplyToken, it.ReplyExpiresAt, replied = d.replyToken, d.replyExpires, true
 	}
-	if _, err := r.s.deliveries.Enqueue(ctx, r.tx, it); err != nil {
-		if errors.Is(err, delivery.ErrInvalidItem) {
-			r.s.logger.Warn("scenario step not sendable; messages skipped", "scenario", sc.Key, "step", st.Key, "err", err)
-			return false, nil
-		}
-		return false, err
+	if !line.ValidUserID(d.lineUserID) || len(msgs) == 0 || len(msgs) > 5 {
+		r.s.logger.Warn("scenario step not sendable; messages skipped", "scenario", sc.Key, "step", st.Key)
+		return false, nil
 	}
+	r.items = append(r.items, it)
 	return replied, nil
 }
 

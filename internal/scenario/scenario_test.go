@@ -506,3 +506,31 @@ steps:
 		}
 	})
 }
+
+// A step whose own action stops its run (it adds a stop tag) still sends its messages,
+// and nothing after it; the messages see the field it sets.
+func TestStepThatStopsItsOwnRun(t *testing.T) {
+	testutil.EachDSN(t, func(t *testing.T, dsn string) {
+		h := servertest.Start(t, dsn)
+		defineField(t, h, "rank", friend.TextField)
+		save(t, h, "last", `
+trigger: {type: manual}
+stop: {tags: [done]}
+steps:
+  - key: final
+    actions: {add_tags: [done], set_fields: {rank: gold}}
+    messages: [{type: text, text: "最後のご案内（{{field.rank|なし}}会員）"}]
+  - {key: never, timing: {after: 1h}, messages: [{type: text, text: never}]}
+`)
+		u, id := follow(t, h, "S")
+		if _, err := h.Srv.Scenarios.Start(ctx, h.Srv.DB, h.Ch, id, "last"); err != nil {
+			t.Fatal(err)
+		}
+		settle(t, h)
+		advance(t, h, 2*time.Hour)
+		expectReceived(t, h, u, "push: 最後のご案内（gold会員）")
+		if e := enrolment(t, h, id, "last"); e.State != scenario.Stopped || e.StopReason != "tag:done" || e.LastStep != "final" {
+			t.Fatalf("enrolment: %+v", e)
+		}
+	})
+}
