@@ -99,6 +99,10 @@ LINE のエミュレーターと模擬の友だちで linestep を試せます�
 		ln.Close()
 		return err
 	}
+	if err := setupDemoAutomation(ctx, srv, ch.ID); err != nil {
+		ln.Close()
+		return err
+	}
 	link, err := srv.OwnerLoginLink(ctx, 24*time.Hour)
 	if err != nil {
 		ln.Close()
@@ -117,8 +121,12 @@ LINE のエミュレーターと模擬の友だちで linestep を試せます�
   LINE emulator / LINE エミュレーター: %s
   Channel / チャネル:        %s (%s)
 
-  %d simulated friends are following and chatting. Press Ctrl-C to stop.
-  %d人の模擬の友だちが友だち追加し、メッセージを送っています。Ctrl-C で停止します。
+  %d simulated friends are following and chatting. Each new friend is greeted by
+  reply and gets two more steps within a minute; "営業" or "open" gets an auto-reply.
+  Press Ctrl-C to stop.
+  %d人の模擬の友だちが友だち追加し、メッセージを送っています。友だち追加のあいさつ
+  (応答メッセージ)と1分以内の2通のステップ配信、「営業」への自動応答が動きます。
+  Ctrl-C で停止します。
 
 `, base, base, link, emuURL, ch.ID, ch.Name, *friends, *friends)
 

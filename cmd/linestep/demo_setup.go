@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/linestep/linestep/internal/autoreply"
+	"github.com/linestep/linestep/internal/message"
+	"github.com/linestep/linestep/internal/scenario"
+	"github.com/linestep/linestep/internal/server"
+	"github.com/linestep/linestep/internal/store"
+)
+
+// demoScenarios show the three things a step tool is bought for. Delays are seconds so
+// that the demo shows them happening.
+var demoScenarios = map[string]string{
+	"welcome": `
+name: 友だち追加の挨拶 (Welcome)
+trigger: {type: follow, refollow: resume}
+steps:
+  - key: greet
+    messages:
+      - {type: text, text: "{{display_name|お客様}}さん、デモカフェの友だち追加ありがとうございます！"}
+  - key: coupon
+    timing: {after: 20s}
+    messages:
+      - {type: text, text: "はじめての方限定：ドリンク1杯無料クーポン WELCOME1"}
+  - key: remind
+    timing: {after: 40s}
+    messages:
+      - {type: text, text: "クーポンの期限はあと3日です。ご来店をお待ちしています"}
+`,
+}
+
+// setupDemoAutomation saves the demo's scenarios and auto-replies on its channel.
+func setupDemoAutomation(ctx context.Context, srv *server.Server, channelID string) error {
+	return srv.DB.WriteTx(ctx, func(tx *store.Tx) error {
+		for key, src := range demoScenarios {
+			def, err := scenario.ParseDefinition([]byte(src))
+			if err != nil {
+				return fmt.Errorf("demo scenario %s: %w", key, err)
+			}
+			if _, err := srv.Scenarios.Save(ctx, tx, scenario.Scenario{ChannelID: channelID, Key: key, Definition: def, Enabled: true}); err != nil {
+				return fmt.Errorf("demo scenario %s: %w", key, err)
+			}
+		}
+		_, err := srv.Replies.Save(ctx, tx, autoreply.Rule{ChannelID: channelID, Key: "hours", Name: "営業時間 (Opening hours)",
+			Match: autoreply.MatchContains, Keywords: []string{"営業", "open"}, Enabled: true,
+			Template: message.Template{Messages: []message.Message{{Type: "text", Text: "営業時間は 9:00〜21:00 です (Open 9:00-21:00)"}}}})
+		return err
+	})
+}
