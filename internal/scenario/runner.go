@@ -85,32 +85,64 @@ func (s *Service) RunDue(ctx context.Context) (int, error) {
 func (s *Service) claim(ctx context.Context, tx *store.Tx, now time.Time) ([]due, error) {
 	lock := ""
 	if tx.Dialect() == store.Postgres {
-		lock = " FOR UPDATE OF e SKIP LOCKED"
+		lock = " FOR UPDATE SKIP LOCKED"
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT e.id, e.scenario_id, e.friend_id, e.channel_id, f.line_user_id, e.next_step, e.last_step,
-		e.anchor_at, e.last_step_at, e.due_at, e.reply_token, e.reply_expires_at, f.status
-		FROM enrollments e JOIN scenarios s ON s.id = e.scenario_id JOIN friends f ON f.id = e.friend_id
-		WHERE e.state = 'active' AND e.due_at <= ? AND s.enabled = 1
-		AND NOT (f.profile_fetched_at IS NULL AND f.profile_due_at IS NOT NULL AND e.anchor_at > ?)
-		ORDER BY e.due_at, e.id LIMIT ?`+lock,
+	// The inner query walks the due index and stops at the batch size; joining first
+	// would make PostgreSQL sort every due enrolment on every batch. A run waits for its
+	// friend's profile for a moment after enrolment (a greeting says their name), and
+	// a disabled scenario's runs wait until it is enabled.
+	rows, err := tx.QueryContext(ctx, `SELECT id, scenario_id, friend_id, channel_id, next_step, last_step, anchor_at, last_step_at,
+		due_at, reply_token, reply_expires_at FROM enrollments
+		WHERE state = 'active' AND due_at <= ?
+		AND scenario_id NOT IN (SELECT id FROM scenarios WHERE enabled = 0)
+		AND NOT EXISTS (SELECT 1 FROM friends pf WHERE pf.id = enrollments.friend_id
+			AND pf.profile_fetched_at IS NULL AND pf.profile_due_at IS NOT NULL AND enrollments.anchor_at > ?)
+		ORDER BY due_at LIMIT ?`+lock,
 		store.Millis(now), store.Millis(now.Add(-s.cfg.ProfileWait)), s.cfg.BatchSize)
 	if err != nil {
 		return nil, fmt.Errorf("scenario: claim: %w", err)
 	}
-	defer rows.Close()
 	var out []due
 	for rows.Next() {
 		var d due
 		var anchor, dueAt int64
 		var last, expires sql.NullInt64
-		var status string
-		if err := rows.Scan(&d.id, &d.scenarioID, &d.friendID, &d.channelID, &d.lineUserID, &d.next, &d.last, &anchor, &last, &dueAt,
-			&d.replyToken, &expires, &status); err != nil {
+		if err := rows.Scan(&d.id, &d.scenarioID, &d.friendID, &d.channelID, &d.next, &d.last, &anchor, &last, &dueAt,
+			&d.replyToken, &expires); err != nil {
+			rows.Close()
 			return nil, fmt.Errorf("scenario: claim: %w", err)
 		}
 		d.anchor, d.lastAt, d.dueAt, d.replyExpires = store.Time(anchor), store.NullTime(last), store.Time(dueAt), store.NullTime(expires)
-		d.following = status == string(friend.Following)
 		out = append(out, d)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(out) == 0 {
+		return nil, err
+	}
+	// The friends apart, by key: joined in one query, PostgreSQL scans them all.
+	args := make([]any, len(out))
+	for i, d := range out {
+		args[i] = d.friendID
+	}
+	rows, err = tx.QueryContext(ctx, "SELECT id, line_user_id, status FROM friends WHERE id IN ("+
+		strings.TrimSuffix(strings.Repeat("?,", len(args)), ",")+")", args...)
+	if err != nil {
+		return nil, fmt.Errorf("scenario: claim: %w", err)
+	}
+	defer rows.Close()
+	type who struct{ userID, status string }
+	friends := make(map[int64]who, len(out))
+	for rows.Next() {
+		var id int64
+		var w who
+		if err := rows.Scan(&id, &w.userID, &w.status); err != nil {
+			return nil, fmt.Errorf("scenario: claim: %w", err)
+		}
+		friends[id] = w
+	}
+	for i := range out {
+		w := friends[out[i].friendID]
+		out[i].lineUserID, out[i].following = w.userID, w.status == string(friend.Following)
 	}
 	return out, rows.Err()
 }
