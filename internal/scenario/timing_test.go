@@ -59,3 +59,5 @@ func TestStepTime(t *testing.T) {
 		})
 	}
 }
+
+var tokyo0 = time.Date(2026, 11, 23, 15, 0, 0, 0, tokyo)
