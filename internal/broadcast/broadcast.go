@@ -73,8 +73,10 @@ type Service struct {
 	cfg        Config
 	wake       chan struct{}
 
-	// ExtraVars, when set, supplies variables beyond the friend's (coupons).
+	// ExtraVars, when set, supplies variables beyond the friend's (coupons), and
+	// CheckVars checks, when a broadcast is created, that those it names exist.
 	ExtraVars VarsFunc
+	CheckVars func(ctx context.Context, q store.Querier, channelID string, names []string) error
 }
 
 // New returns the broadcast service.
@@ -120,6 +122,11 @@ func (s *Service) Create(ctx context.Context, tx *store.Tx, b Broadcast) (Broadc
 	for _, p := range b.Template.Validate() {
 		p.Path = "template." + p.Path
 		ps = append(ps, p)
+	}
+	if s.CheckVars != nil {
+		if err := s.CheckVars(ctx, tx, b.ChannelID, b.Template.Variables()); err != nil {
+			ps = append(ps, message.Problem{Path: "template", JA: "メッセージの変数が正しくありません（クーポンがありません）", EN: err.Error()})
+		}
 	}
 	if len([]rune(b.Name)) > 100 {
 		ps = append(ps, message.Problem{Path: "name", JA: "名前は100文字以内にしてください", EN: "at most 100 characters"})

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/linestep/linestep/internal/broadcast"
+	"github.com/linestep/linestep/internal/coupon"
 	"github.com/linestep/linestep/internal/delivery"
 	"github.com/linestep/linestep/internal/message"
 	"github.com/linestep/linestep/internal/segment"
@@ -134,7 +136,12 @@ func TestCouponToOneAreaOnly(t *testing.T) {
 		if n, err := h.Srv.Broadcasts.Count(ctx, h.Ch, osaka); err != nil || n != 400 {
 			t.Fatalf("recipient count before sending: %d %v", n, err)
 		}
-		b := create(t, h, broadcast.Broadcast{Name: "大阪店クーポン", Segment: osaka, Template: text("大阪店限定 10%OFF: OSAKA10")})
+		if _, err := h.Srv.Coupons.Save(ctx, h.Srv.DB, coupon.Coupon{ChannelID: h.Ch, Key: "osaka10", Title: "大阪店 10%OFF",
+			CodePolicy: coupon.PolicyShared, SharedCode: "OSAKA10", ValidFrom: h.Clk.Now(), Enabled: true}); err != nil {
+			t.Fatal(err)
+		}
+		b := create(t, h, broadcast.Broadcast{Name: "大阪店クーポン", Segment: osaka,
+			Template: text("大阪店限定 10%OFF: {{coupon.osaka10.code|}}")})
 		drain(t, h)
 		for i, f := range fs {
 			want := 0
@@ -153,6 +160,56 @@ func TestCouponToOneAreaOnly(t *testing.T) {
 		}
 		if st := h.Emu.Stats(); st.Requests["multicast"]["200"] != 1 {
 			t.Fatalf("400 identical messages took %v multicast calls, want 1", st.Requests["multicast"])
+		}
+		if st, err := h.Srv.Coupons.Stats(ctx, h.Ch, "osaka10"); err != nil || st.Issued != 400 {
+			t.Fatalf("coupon stats: %+v %v", st, err)
+		}
+	})
+}
+
+// A coupon with a code of its own per friend makes the content personal: it goes by
+// push, every friend gets a different code, and a tap on the redeem button records the
+// redemption once, however often LINE delivers the tap.
+func TestUniqueCouponCodesAndRedemption(t *testing.T) {
+	testutil.EachDSN(t, func(t *testing.T, dsn string) {
+		h := servertest.Start(t, dsn)
+		fs := addFriends(t, h, 20, func(int) string { return "member" })
+		if _, err := h.Srv.Coupons.Save(ctx, h.Srv.DB, coupon.Coupon{ChannelID: h.Ch, Key: "member_gift", Title: "会員限定ギフト",
+			CodePolicy: coupon.PolicyGenerated, ValidFrom: h.Clk.Now(), Enabled: true}); err != nil {
+			t.Fatal(err)
+		}
+		create(t, h, broadcast.Broadcast{Segment: segment.Filter{Tag: "member"}, Template: message.Template{Messages: []message.Message{{
+			Type: "text", Text: "会員限定ギフトのコード: {{coupon.member_gift.code|}}",
+			QuickReply: []message.QuickReplyItem{{Type: "postback", Label: "使う", Data: coupon.PostbackData("member_gift")}},
+		}}}})
+		drain(t, h)
+		codes := map[string]bool{}
+		for _, f := range fs {
+			g := got(t, h, f.user)
+			if len(g) != 1 || !strings.HasPrefix(g[0], "push: 会員限定ギフトのコード: ") {
+				t.Fatalf("received %q", g)
+			}
+			codes[g[0]] = true
+		}
+		if len(codes) != len(fs) {
+			t.Fatalf("%d distinct codes for %d friends", len(codes), len(fs))
+		}
+
+		tap := h.OK(h.Emu.Postback(ctx, h.Ch, fs[0].user, coupon.PostbackData("member_gift")))
+		if res, err := h.Emu.Redeliver(ctx, h.Ch, tap.EventID); err != nil || res.Status != 200 {
+			t.Fatalf("redeliver: %+v %v", res, err)
+		}
+		h.Eventually("the redemption", func() bool {
+			st, err := h.Srv.Coupons.Stats(ctx, h.Ch, "member_gift")
+			return err == nil && st.Redemptions == 1
+		})
+		h.OK(h.Emu.Postback(ctx, h.Ch, fs[0].user, coupon.PostbackData("member_gift"))) // over the limit of one
+		h.Eventually("the second tap to be processed", func() bool {
+			n, err := h.Srv.Processor.Pending(ctx)
+			return err == nil && n == 0
+		})
+		if st, _ := h.Srv.Coupons.Stats(ctx, h.Ch, "member_gift"); st.Redemptions != 1 || st.RedeemedFriends != 1 || st.Issued != 20 {
+			t.Fatalf("coupon stats: %+v", st)
 		}
 	})
 }

@@ -59,8 +59,10 @@ type Service struct {
 	cfg        Config
 	wake       chan struct{}
 
-	// ExtraVars, when set, supplies variables beyond the friend's (coupons).
+	// ExtraVars, when set, supplies variables beyond the friend's (coupons), and
+	// CheckVars checks, when a scenario is saved, that those its messages name exist.
 	ExtraVars VarsFunc
+	CheckVars func(ctx context.Context, q store.Querier, channelID string, names []string) error
 }
 
 // New returns the scenario service; Register subscribes it to events and to tag and

@@ -11,6 +11,7 @@ import (
 
 	"github.com/linestep/linestep/internal/delivery"
 	"github.com/linestep/linestep/internal/friend"
+	"github.com/linestep/linestep/internal/message"
 	"github.com/linestep/linestep/internal/segment"
 	"github.com/linestep/linestep/internal/store"
 )
@@ -158,6 +159,11 @@ func (s *Service) checkReferences(ctx context.Context, tx *store.Tx, sc Scenario
 		}
 		if st.If != nil {
 			tags = append(tags, conditionTags(*st.If)...)
+		}
+		if s.CheckVars != nil && len(st.Messages) > 0 {
+			if err := s.CheckVars(ctx, tx, sc.ChannelID, message.Template{Messages: st.Messages}.Variables()); err != nil {
+				ps = append(ps, Problem{Path: path + ".messages", JA: "メッセージの変数が正しくありません（クーポンがありません）", EN: err.Error()})
+			}
 		}
 	}
 	for key, path := range fields {

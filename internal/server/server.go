@@ -19,6 +19,7 @@ import (
 	"github.com/linestep/linestep/internal/broadcast"
 	"github.com/linestep/linestep/internal/channel"
 	"github.com/linestep/linestep/internal/clock"
+	"github.com/linestep/linestep/internal/coupon"
 	"github.com/linestep/linestep/internal/delivery"
 	"github.com/linestep/linestep/internal/friend"
 	"github.com/linestep/linestep/internal/ingest"
@@ -73,6 +74,7 @@ type Server struct {
 	Scenarios  *scenario.Service
 	Replies    *autoreply.Service
 	Broadcasts *broadcast.Service
+	Coupons    *coupon.Service
 
 	handler http.Handler
 	ready   atomic.Bool // serving: what /readyz reports
@@ -163,11 +165,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.Friends.Register(s.Processor)
 	s.Delivery = delivery.New(db, cfg.Clock, s.Lines, cfg.Logger, cfg.Delivery)
 	s.Delivery.Register(s.Processor) // after friends: it reads the status they set
+	s.Coupons = coupon.New(db, cfg.Clock, cfg.Logger)
+	s.Coupons.Register(s.Processor) // after friends: it looks up the friend who tapped
 	s.Scenarios = scenario.New(db, cfg.Clock, s.Friends, s.Delivery, cfg.Logger, cfg.Scenarios)
+	s.Scenarios.ExtraVars, s.Scenarios.CheckVars = s.Coupons.Vars, s.Coupons.ValidateReferences
 	s.Scenarios.Register(s.Processor)
 	s.Replies = autoreply.New(db, cfg.Clock, s.Friends, s.Delivery, cfg.Logger)
 	s.Replies.Register(s.Processor)
 	s.Broadcasts = broadcast.New(db, cfg.Clock, s.Friends, s.Delivery, cfg.Logger, cfg.Broadcasts)
+	s.Broadcasts.ExtraVars, s.Broadcasts.CheckVars = s.Coupons.Vars, s.Coupons.ValidateReferences
 	s.Staff = staff.NewService(db, cfg.Clock)
 	if s.handler, err = s.routes(); err != nil {
 		db.Close()
