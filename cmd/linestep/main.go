@@ -37,6 +37,8 @@ var commands = []command{
 	{"emulator", "run the LINE platform emulator on its own", runEmulator},
 	{"migrate", "apply database migrations and exit", runMigrate},
 	{"channel", "add, list or remove LINE channels (add|list|remove)", runChannel},
+	{"apply", "set up a channel from a setup file (scenarios, auto-replies, ...)", runApply},
+	{"export", "write a channel's setup as a setup file", runExport},
 }
 
 func main() {
