@@ -39,6 +39,7 @@ var commands = []command{
 	{"channel", "add, list or remove LINE channels (add|list|remove)", runChannel},
 	{"apply", "set up a channel from a setup file (scenarios, auto-replies, ...)", runApply},
 	{"export", "write a channel's setup as a setup file", runExport},
+	{"token", "create, list or revoke tokens for the JSON API (create|list|revoke)", runToken},
 }
 
 func main() {

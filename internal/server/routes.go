@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/linestep/linestep/internal/api"
 	"github.com/linestep/linestep/internal/ingest"
 	"github.com/linestep/linestep/internal/web"
 )
@@ -22,6 +23,10 @@ func (s *Server) routes() (http.Handler, error) {
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", s.Metrics.Handler())
+	mux.Handle("/api/", api.New(api.Config{
+		DB: s.DB, Channels: s.Channels, Friends: s.Friends, Scenarios: s.Scenarios, Delivery: s.Delivery,
+		Clock: s.cfg.Clock, Logger: s.cfg.Logger,
+	}))
 
 	// The console: browser pages, with security headers and cross-origin form posts
 	// refused (Sec-Fetch-Site / Origin checks).
