@@ -57,6 +57,20 @@ func Parse(data []byte) (f Filter, err error) {
 	return f, nil
 }
 
+// DecodeNode decodes a filter from a YAML node inside a larger document (a setup file),
+// the way Parse reads one: scalars as written, unknown keys refused. It does not
+// validate; the node is changed in place.
+func DecodeNode(n ast.Node) (Filter, error) {
+	if err := literalScalars(n, 0); err != nil {
+		return Filter{}, err
+	}
+	var f Filter
+	if err := yaml.NodeToValue(n, &f, yaml.DisallowUnknownField()); err != nil {
+		return Filter{}, err
+	}
+	return f, nil
+}
+
 // literalScalars turns the numbers and booleans under n into strings of their source
 // text: every scalar of a Filter is a string, and YAML's reading of 007 as 7 would change
 // what is matched.

@@ -16,7 +16,6 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
-	"github.com/goccy/go-yaml/token"
 
 	"github.com/linestep/linestep/internal/message"
 	"github.com/linestep/linestep/internal/scenario"
@@ -94,11 +93,8 @@ func (f *Filter) UnmarshalYAML(node ast.Node) error {
 	if _, ok := node.(*ast.MappingNode); !ok {
 		return errors.New("a filter is a mapping, such as {tag: member}; write {} for every follower")
 	}
-	if err := literalScalars(node, 0); err != nil {
-		return err
-	}
-	var sf segment.Filter
-	if err := yaml.NodeToValue(node, &sf, yaml.DisallowUnknownField()); err != nil {
+	sf, err := segment.DecodeNode(node)
+	if err != nil {
 		return err
 	}
 	f.Filter, f.set = sf, true
@@ -107,48 +103,6 @@ func (f *Filter) UnmarshalYAML(node ast.Node) error {
 
 // MarshalYAML writes the filter itself.
 func (f Filter) MarshalYAML() (any, error) { return f.Filter, nil }
-
-// literalScalars turns the numbers and booleans under n into strings of their source
-// text (every scalar of a filter is a string).
-func literalScalars(n ast.Node, depth int) error {
-	if depth > 100 {
-		return errors.New("the filter is nested too deeply")
-	}
-	switch n := n.(type) {
-	case *ast.MappingNode:
-		for _, v := range n.Values {
-			if err := literalScalars(v, depth+1); err != nil {
-				return err
-			}
-		}
-	case *ast.MappingValueNode:
-		n.Value = literal(n.Value)
-		return literalScalars(n.Value, depth+1)
-	case *ast.SequenceNode:
-		for i := range n.Values {
-			n.Values[i] = literal(n.Values[i])
-			if err := literalScalars(n.Values[i], depth+1); err != nil {
-				return err
-			}
-		}
-	case *ast.AnchorNode:
-		n.Value = literal(n.Value)
-		return literalScalars(n.Value, depth+1)
-	case *ast.TagNode:
-		return errors.New("YAML tags (!!) are not supported in a filter")
-	}
-	return nil
-}
-
-func literal(n ast.Node) ast.Node {
-	switch n.(type) {
-	case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.InfinityNode, *ast.NanNode:
-		tk := *n.GetToken()
-		tk.Type = token.StringType
-		return ast.String(&tk)
-	}
-	return n
-}
 
 // Parse reads a setup file. Unknown keys anywhere are errors: a misspelt `stop:` must not
 // silently drop a stop rule. The error is message.Problems (one, saying where). Parse
