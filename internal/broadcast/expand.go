@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/linestep/linestep/internal/clock"
 	"github.com/linestep/linestep/internal/delivery"
 	"github.com/linestep/linestep/internal/line"
 	"github.com/linestep/linestep/internal/segment"
@@ -16,27 +17,19 @@ import (
 
 // Run expands due broadcasts until ctx is done.
 func (s *Service) Run(ctx context.Context) error {
-	t := time.NewTicker(s.cfg.PollInterval)
-	defer t.Stop()
 	for {
-		for {
-			more, err := s.Expand(ctx)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				s.logger.Warn("broadcast expansion failed; retrying", "err", err)
-				break
-			}
-			if !more {
-				break
-			}
-		}
-		select {
-		case <-ctx.Done():
+		more, err := s.Expand(ctx)
+		if ctx.Err() != nil {
 			return nil
-		case <-s.wake:
-		case <-t.C:
+		}
+		if err != nil {
+			s.logger.Warn("broadcast expansion failed; retrying", "err", err)
+		}
+		if more && err == nil {
+			continue
+		}
+		if _, err := clock.Wait(ctx, s.clock, s.cfg.PollInterval, s.wake); err != nil {
+			return nil
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/linestep/linestep/internal/clock"
 	"github.com/linestep/linestep/internal/delivery"
 	"github.com/linestep/linestep/internal/friend"
 	"github.com/linestep/linestep/internal/line"
@@ -20,27 +21,19 @@ import (
 
 // Run advances due steps until ctx is done.
 func (s *Service) Run(ctx context.Context) error {
-	t := time.NewTicker(s.cfg.PollInterval)
-	defer t.Stop()
 	for {
-		for {
-			n, err := s.RunDue(ctx)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				s.logger.Warn("scenario steps failed; retrying", "err", err)
-				break
-			}
-			if n < s.cfg.BatchSize {
-				break
-			}
-		}
-		select {
-		case <-ctx.Done():
+		n, err := s.RunDue(ctx)
+		if ctx.Err() != nil {
 			return nil
-		case <-s.wake:
-		case <-t.C:
+		}
+		if err != nil {
+			s.logger.Warn("scenario steps failed; retrying", "err", err)
+		}
+		if n == s.cfg.BatchSize && err == nil {
+			continue // more is due
+		}
+		if _, err := clock.Wait(ctx, s.clock, s.cfg.PollInterval, s.wake); err != nil {
+			return nil
 		}
 	}
 }
