@@ -10,7 +10,6 @@ import (
 
 	"github.com/linestep/linestep/internal/clock"
 	"github.com/linestep/linestep/internal/delivery"
-	"github.com/linestep/linestep/internal/line"
 	"github.com/linestep/linestep/internal/segment"
 	"github.com/linestep/linestep/internal/store"
 )
@@ -102,12 +101,13 @@ func (s *Service) expandChunk(ctx context.Context, tx *store.Tx, b Broadcast, cu
 				return err
 			}
 		}
-		if !line.ValidUserID(m.LineUserID) {
-			skipped++ // not from LINE (imported by hand): LINE would refuse the whole call
+		it := delivery.Item{ChannelID: b.ChannelID, FriendID: m.FriendID, LineUserID: m.LineUserID,
+			Source: "broadcast", SourceID: b.ID, Messages: msgs, DueAt: now}
+		if it.Check() != nil {
+			skipped++ // e.g. not a LINE user ID (imported by hand): LINE would refuse the whole call
 			continue
 		}
-		items = append(items, delivery.Item{ChannelID: b.ChannelID, FriendID: m.FriendID, LineUserID: m.LineUserID,
-			Source: "broadcast", SourceID: b.ID, Messages: msgs, DueAt: now})
+		items = append(items, it)
 	}
 	if err := s.deliveries.EnqueueMany(ctx, tx, items); err != nil {
 		return err

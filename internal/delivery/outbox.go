@@ -151,14 +151,23 @@ type Item struct {
 // ErrInvalidItem is an item that cannot be sent as it is.
 var ErrInvalidItem = errors.New("delivery: invalid item")
 
+// Check reports, as ErrInvalidItem, what LINE would refuse in the item: callers that
+// queue many check each first, since one bad recipient would fail a whole call.
+func (it Item) Check() error {
+	if len(it.Messages) < 1 || len(it.Messages) > 5 {
+		return fmt.Errorf("%w: %d messages, LINE takes 1 to 5", ErrInvalidItem, len(it.Messages))
+	}
+	if !line.ValidUserID(it.LineUserID) {
+		return fmt.Errorf("%w: not a LINE user ID", ErrInvalidItem)
+	}
+	return nil
+}
+
 // Enqueue writes a delivery inside the caller's transaction, so it exists if and only if
 // the change that caused it commits.
 func (s *Service) Enqueue(ctx context.Context, tx *store.Tx, it Item) (int64, error) {
-	if len(it.Messages) < 1 || len(it.Messages) > 5 {
-		return 0, fmt.Errorf("%w: %d messages, LINE takes 1 to 5", ErrInvalidItem, len(it.Messages))
-	}
-	if !line.ValidUserID(it.LineUserID) {
-		return 0, fmt.Errorf("%w: not a LINE user ID", ErrInvalidItem)
+	if err := it.Check(); err != nil {
+		return 0, err
 	}
 	msgs, err := json.Marshal(it.Messages)
 	if err != nil {
@@ -210,11 +219,8 @@ func (s *Service) EnqueueMany(ctx context.Context, tx *store.Tx, items []Item) e
 	}
 	rows := 0
 	for _, it := range items {
-		if len(it.Messages) < 1 || len(it.Messages) > 5 {
-			return fmt.Errorf("%w: %d messages, LINE takes 1 to 5", ErrInvalidItem, len(it.Messages))
-		}
-		if !line.ValidUserID(it.LineUserID) {
-			return fmt.Errorf("%w: not a LINE user ID", ErrInvalidItem)
+		if err := it.Check(); err != nil {
+			return err
 		}
 		enc, ok := cache[&it.Messages[0]]
 		if !ok {

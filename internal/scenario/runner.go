@@ -13,7 +13,6 @@ import (
 	"github.com/linestep/linestep/internal/clock"
 	"github.com/linestep/linestep/internal/delivery"
 	"github.com/linestep/linestep/internal/friend"
-	"github.com/linestep/linestep/internal/line"
 	"github.com/linestep/linestep/internal/message"
 	"github.com/linestep/linestep/internal/segment"
 	"github.com/linestep/linestep/internal/store"
@@ -364,8 +363,8 @@ func (r *stepRun) send(ctx context.Context, sc *Scenario, st Step, d due) (repli
 	if d.replyToken != "" && d.replyExpires.After(r.now) {
 		it.ReplyToken, it.ReplyExpiresAt, replied = d.replyToken, d.replyExpires, true
 	}
-	if !line.ValidUserID(d.lineUserID) || len(msgs) == 0 || len(msgs) > 5 {
-		r.s.logger.Warn("scenario step not sendable; messages skipped", "scenario", sc.Key, "step", st.Key)
+	if err := it.Check(); err != nil {
+		r.s.logger.Warn("scenario step not sendable; messages skipped", "scenario", sc.Key, "step", st.Key, "err", err)
 		return false, nil
 	}
 	r.items = append(r.items, it)
