@@ -194,22 +194,6 @@ func TestMatch(t *testing.T) {
 	})
 }
 
-func TestNormalize(t *testing.T) {
-	t.Parallel()
-	for in, want := range map[string]string{
-		"ＡＢＣ":     "abc",
-		"ｶﾀｶﾅ":    "カタカナ",
-		"ｶﾞｯｺｳ":   "ガッコウ",
-		"　Ｈｅｌｌｏ　": "hello",
-		"Straße":  "strasse",
-		"①２３":     "123",
-	} {
-		if got := autoreply.Normalize(in); got != want {
-			t.Errorf("Normalize(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestValidate(t *testing.T) {
 	testutil.EachDB(t, func(t *testing.T, db *store.DB) {
 		f := newFixture(t, db)

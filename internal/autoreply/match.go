@@ -10,24 +10,11 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/text/cases"
 	"golang.org/x/text/unicode/norm"
 
+	"github.com/linestep/linestep/internal/keyword"
 	"github.com/linestep/linestep/internal/store"
 )
-
-// Normalize is the form in which keywords and a friend's text are compared: Unicode NFKC
-// (ＡＢＣ and ABC, ｶﾀｶﾅ and カタカナ, the ideographic space and the space become one),
-// case-folded, and trimmed of surrounding space.
-func Normalize(s string) string {
-	s = norm.NFKC.String(s)
-	// A Caser keeps state: one per call keeps Normalize safe for concurrent use.
-	s = cases.Fold().String(s)
-	// Folding can leave a few characters unnormalised (Unicode's NFKC_Casefold
-	// normalises again for this reason).
-	s = norm.NFKC.String(s)
-	return strings.TrimSpace(s)
-}
 
 // compilePattern compiles a regex keyword as matching applies it: NFKC-normalised like
 // the text, so a full-width pattern finds what the friend typed in either width, and
@@ -60,7 +47,7 @@ func (s *Service) match(ctx context.Context, q store.Querier, channelID, text st
 	if len(cands) == 0 {
 		return Rule{}, false, nil
 	}
-	normText := Normalize(text)
+	normText := keyword.Normalize(text)
 	var loc *time.Location // read once, and only if a rule has a window
 	for _, c := range cands {
 		if c.window != nil {
@@ -120,11 +107,11 @@ func (s *Service) matches(c candidate, text string) (bool, error) {
 	for _, k := range c.keywords {
 		switch c.kind {
 		case MatchExact:
-			if text == Normalize(k) {
+			if text == keyword.Normalize(k) {
 				return true, nil
 			}
 		case MatchContains:
-			if n := Normalize(k); n != "" && strings.Contains(text, n) {
+			if n := keyword.Normalize(k); n != "" && strings.Contains(text, n) {
 				return true, nil
 			}
 		case MatchRegex:

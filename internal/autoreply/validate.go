@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/linestep/linestep/internal/keyword"
 	"github.com/linestep/linestep/internal/message"
 )
 
@@ -67,7 +68,7 @@ func (c *checker) keywords(kind string, keywords []string) {
 		path := fmt.Sprintf("keywords[%d]", i)
 		n := utf8.RuneCountInString(k)
 		switch {
-		case Normalize(k) == "":
+		case keyword.Normalize(k) == "":
 			c.add(path, "キーワードが空です", "the keyword is empty")
 		case kind == MatchRegex && n > MaxPatternLen:
 			c.add(path, fmt.Sprintf("正規表現は%d文字以内にしてください（%d文字あります）", MaxPatternLen, n),

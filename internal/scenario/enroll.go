@@ -6,10 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
-
-	"golang.org/x/text/unicode/norm"
 
 	"github.com/linestep/linestep/internal/delivery"
 	"github.com/linestep/linestep/internal/store"
@@ -305,10 +302,4 @@ func (s *Service) Enrolments(ctx context.Context, q store.Querier, friendID int6
 		out = append(out, e)
 	}
 	return out, rows.Err()
-}
-
-// normalize folds what LINE users type into one form for keyword comparison: NFKC
-// (全角ＡＢＣ and half-width ｶﾅ become ABC and カナ), lower case, trimmed.
-func normalize(s string) string {
-	return strings.ToLower(strings.TrimSpace(norm.NFKC.String(s)))
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/linestep/linestep/internal/delivery"
 	"github.com/linestep/linestep/internal/friend"
 	"github.com/linestep/linestep/internal/ingest"
+	"github.com/linestep/linestep/internal/keyword"
 	"github.com/linestep/linestep/internal/message"
 	"github.com/linestep/linestep/internal/segment"
 	"github.com/linestep/linestep/internal/store"
@@ -163,10 +164,10 @@ func (s *Service) onMessage(ctx context.Context, tx *store.Tx, ev ingest.Event) 
 	if err != nil {
 		return err
 	}
-	said := normalize(text.Text)
+	said := keyword.Normalize(text.Text)
 	o := origin{replyToken: me.ReplyToken, replyExpires: delivery.ReplyExpiry(ev)}
 	for _, sc := range scs {
-		want := normalize(sc.Definition.Trigger.Value)
+		want := keyword.Normalize(sc.Definition.Trigger.Value)
 		hit := said == want
 		if sc.Definition.Trigger.Match == "contains" {
 			hit = strings.Contains(said, want)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/linestep/linestep/internal/delivery"
 	"github.com/linestep/linestep/internal/friend"
+	"github.com/linestep/linestep/internal/keyword"
 	"github.com/linestep/linestep/internal/message"
 	"github.com/linestep/linestep/internal/segment"
 	"github.com/linestep/linestep/internal/store"
@@ -108,7 +109,7 @@ func triggerValue(t Trigger) string {
 	case TriggerField:
 		return t.Field
 	case TriggerKeyword:
-		return normalize(t.Value)
+		return keyword.Normalize(t.Value)
 	case TriggerPostback:
 		return t.Value
 	}
