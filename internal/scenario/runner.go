@@ -235,7 +235,7 @@ func (r *stepRun) advance(ctx context.Context, d due) error {
 		key := fmt.Sprintf("%d/%s", sc.ID, st.Key)
 		c, ok := r.conds[key]
 		if !ok {
-			if c, err = resolveCondition(ctx, r.tx, sc.ChannelID, *st.If); err != nil {
+			if c, err = segment.Resolve(ctx, r.tx, sc.ChannelID, *st.If); err != nil {
 				// A tag or field it names was deleted: the condition cannot hold.
 				s.logger.Warn("scenario step condition unusable; step skipped", "scenario", sc.Key, "step", st.Key, "err", err)
 			}

@@ -18,7 +18,6 @@ import (
 	"github.com/linestep/linestep/internal/ingest"
 	"github.com/linestep/linestep/internal/keyword"
 	"github.com/linestep/linestep/internal/message"
-	"github.com/linestep/linestep/internal/segment"
 	"github.com/linestep/linestep/internal/store"
 )
 
@@ -319,8 +318,4 @@ func (s *Service) reschedule(ctx context.Context, q store.Querier, friendID int6
 		}
 	}
 	return nil
-}
-
-func resolveCondition(ctx context.Context, q store.Querier, channelID string, f segment.Filter) (*segment.Compiled, error) {
-	return segment.Resolve(ctx, q, channelID, f)
 }

@@ -185,7 +185,7 @@ func (s *Service) checkReferences(ctx context.Context, tx *store.Tx, sc Scenario
 		if st.If == nil {
 			continue
 		}
-		if _, err := resolveCondition(ctx, tx, sc.ChannelID, *st.If); err != nil {
+		if _, err := segment.Resolve(ctx, tx, sc.ChannelID, *st.If); err != nil {
 			ps = append(ps, Problem{Path: fmt.Sprintf("steps[%d].if", i), JA: "条件が正しくありません", EN: err.Error()})
 		}
 	}
