@@ -1,8 +1,26 @@
 package web
 
 // Every user-facing text of the console, in Japanese (the default) and English. A key
-// missing from a language fails the tests (see TestCatalogsComplete).
-var catalog = map[string]map[string]string{
+// missing from a language fails the tests (see TestCatalogsComplete). Each page's file
+// adds its own texts with addTexts, so pages can be written side by side.
+var catalog = map[string]map[string]string{"ja": {}, "en": {}}
+
+// addTexts merges a page's texts into the catalog. A key defined twice is a programming
+// error caught at start.
+func addTexts(ja, en map[string]string) {
+	for lang, texts := range map[string]map[string]string{"ja": ja, "en": en} {
+		for k, v := range texts {
+			if _, dup := catalog[lang][k]; dup {
+				panic("web: text " + k + " defined twice")
+			}
+			catalog[lang][k] = v
+		}
+	}
+}
+
+func init() { addTexts(coreTexts["ja"], coreTexts["en"]) }
+
+var coreTexts = map[string]map[string]string{
 	"ja": {
 		"app.tagline":         "LINE公式アカウントの自動化・顧客管理",
 		"nav.dashboard":       "ダッシュボード",
