@@ -31,9 +31,17 @@ const (
 type Sensitivity string
 
 const (
+	// Attribute is not personal on its own (a plan, an area, a membership level): staff
+	// see it unmasked, and segments use it freely.
+	Attribute Sensitivity = "attribute"
+	// Normal personal data (a phone number, a birthday): masked for staff who may not
+	// read personal data.
 	Normal  Sensitivity = "normal"
 	Special Sensitivity = "special"
 )
+
+// Personal reports whether values of a field with this sensitivity are personal data.
+func (s Sensitivity) Personal() bool { return s != Attribute }
 
 // Field is a custom field definition. Purpose, sensitivity and retention are part of the
 // definition from the start: nothing is collected without saying why and for how long.
@@ -72,9 +80,9 @@ func (f Field) validate() error {
 		return fmt.Errorf("%w: field type %q is not one of text, number, date, choice", ErrInvalid, f.Type)
 	}
 	switch f.Sensitivity {
-	case Normal, Special:
+	case Attribute, Normal, Special:
 	default:
-		return fmt.Errorf("%w: sensitivity %q is not normal or special", ErrInvalid, f.Sensitivity)
+		return fmt.Errorf("%w: sensitivity %q is not attribute, normal or special", ErrInvalid, f.Sensitivity)
 	}
 	if strings.TrimSpace(f.Purpose) == "" {
 		return fmt.Errorf("%w: field %q needs a purpose: why it is collected", ErrInvalid, f.Key)

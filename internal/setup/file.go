@@ -41,7 +41,7 @@ type Field struct {
 	Type          string   `yaml:"type"` // text | number | date | choice
 	Choices       []string `yaml:"choices,omitempty"`
 	Purpose       string   `yaml:"purpose"`
-	Sensitivity   string   `yaml:"sensitivity,omitempty"` // normal (default) | special
+	Sensitivity   string   `yaml:"sensitivity,omitempty"` // attribute | normal (default) | special
 	RetentionDays int      `yaml:"retention_days,omitempty"`
 }
 

@@ -220,10 +220,10 @@ func (c *checker) field(path string, f Field, seen map[string]bool) {
 			"give the purpose: why the value is collected (personal data is not collected without one)")
 	}
 	switch f.Sensitivity {
-	case "", "normal", "special":
+	case "", "attribute", "normal", "special":
 	default:
-		c.add(path+".sensitivity", "sensitivity は normal か special（要配慮個人情報）にしてください",
-			"sensitivity must be normal or special (special care-required data)")
+		c.add(path+".sensitivity", "sensitivity は attribute（個人を特定しない属性）、normal（個人情報）、special（要配慮個人情報）のどれかにしてください",
+			"sensitivity must be attribute (not personal on its own), normal (personal data) or special (special care-required data)")
 	}
 	if f.RetentionDays < 0 {
 		c.add(path+".retention_days", "保存期間（retention_days）は0以上の日数にしてください（0: 友だちである間）",
