@@ -32,7 +32,7 @@ func (s *Server) routes() (http.Handler, error) {
 	// refused (Sec-Fetch-Site / Origin checks).
 	console := http.NewServeMux()
 	c := &web.Console{
-		Staff: s.Staff, Channels: s.Channels, Friends: s.Friends, Events: s.Processor,
+		Staff: s.Staff, Access: s.Access, Channels: s.Channels, Friends: s.Friends, Events: s.Processor,
 		Clock: s.cfg.Clock, Logger: s.cfg.Logger,
 	}
 	if err := c.Routes(console); err != nil {

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/linestep/linestep/internal/access"
 	"github.com/linestep/linestep/internal/autoreply"
 	"github.com/linestep/linestep/internal/broadcast"
 	"github.com/linestep/linestep/internal/channel"
@@ -70,6 +71,7 @@ type Server struct {
 	Committer  *ingest.Committer
 	Lines      *linePool
 	Staff      *staff.Service
+	Access     *access.Service
 	Delivery   *delivery.Service
 	Scenarios  *scenario.Service
 	Replies    *autoreply.Service
@@ -175,6 +177,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.Broadcasts = broadcast.New(db, cfg.Clock, s.Friends, s.Delivery, cfg.Logger, cfg.Broadcasts)
 	s.Broadcasts.ExtraVars, s.Broadcasts.CheckVars = s.Coupons.Vars, s.Coupons.ValidateReferences
 	s.Staff = staff.NewService(db, cfg.Clock)
+	s.Access = access.New(db, cfg.Clock)
 	if s.handler, err = s.routes(); err != nil {
 		db.Close()
 		return nil, err

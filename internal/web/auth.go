@@ -18,30 +18,6 @@ func sessionCookie(r *http.Request) string {
 	return "linestep_session"
 }
 
-type memberHandler func(w http.ResponseWriter, r *http.Request, m *staff.Member)
-
-// signedIn lets a request through only with a live session.
-func (c *Console) signedIn(next memberHandler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ck, err := r.Cookie(sessionCookie(r))
-		if err != nil {
-			http.Redirect(w, r, "/login", http.StatusSeeOther)
-			return
-		}
-		m, err := c.Staff.Session(r.Context(), ck.Value)
-		if errors.Is(err, staff.ErrInvalidToken) {
-			http.Redirect(w, r, "/login", http.StatusSeeOther)
-			return
-		}
-		if err != nil {
-			c.fail(w, r, nil, err)
-			return
-		}
-		rememberLanguage(w, r)
-		next(w, r, &m)
-	})
-}
-
 func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 	rememberLanguage(w, r)
 	c.render(w, r, http.StatusOK, "login", "login.title", nil, nil)
@@ -74,12 +50,10 @@ func (c *Console) redeemLoginLink(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/console/", http.StatusSeeOther)
 }
 
-func (c *Console) logout(w http.ResponseWriter, r *http.Request, m *staff.Member) {
-	if ck, err := r.Cookie(sessionCookie(r)); err == nil {
-		if err := c.Staff.EndSession(r.Context(), ck.Value); err != nil {
-			c.fail(w, r, m, err)
-			return
-		}
+func (c *Console) logout(w http.ResponseWriter, r *http.Request, q *request) {
+	if err := c.Staff.EndSession(r.Context(), q.session); err != nil {
+		c.fail(w, r, q, err)
+		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie(r), Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
 	http.Redirect(w, r, "/login", http.StatusSeeOther)

@@ -11,9 +11,12 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"path"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/linestep/linestep/internal/access"
 	"github.com/linestep/linestep/internal/channel"
 	"github.com/linestep/linestep/internal/clock"
 	"github.com/linestep/linestep/internal/friend"
@@ -35,6 +38,7 @@ type Pending interface {
 // Console holds what the console's handlers need.
 type Console struct {
 	Staff    *staff.Service
+	Access   *access.Service
 	Channels *channel.Service
 	Friends  *friend.Service
 	Events   Pending
@@ -42,6 +46,7 @@ type Console struct {
 	Logger   *slog.Logger
 
 	pages map[string]*template.Template
+	table []Route
 }
 
 // Routes registers the console's routes on mux.
@@ -57,10 +62,10 @@ func (c *Console) Routes(mux *http.ServeMux) error {
 	mux.HandleFunc("GET /login", c.loginPage)
 	mux.HandleFunc("GET /login/link/{token}", c.loginLinkPage)
 	mux.HandleFunc("POST /login/link", c.redeemLoginLink)
-	mux.Handle("POST /logout", c.signedIn(c.logout))
-	mux.Handle("GET /console/{$}", c.signedIn(c.dashboard))
-	mux.Handle("GET /console/channels/{channelID}/friends", c.signedIn(c.friendList))
-	mux.Handle("GET /console/channels/{channelID}/friends/{friendID}", c.signedIn(c.friendDetail))
+	c.handle(mux, "POST", "/logout", "", c.logout)
+	c.handle(mux, "GET", "/console/{$}", access.DashboardRead, c.dashboard)
+	c.handle(mux, "GET", "/console/channels/{channelID}/friends", access.FriendsRead, c.friendList)
+	c.handle(mux, "GET", "/console/channels/{channelID}/friends/{friendID}", access.FriendsRead, c.friendDetail)
 	return nil
 }
 
@@ -78,13 +83,30 @@ func (c *Console) parseTemplates() error {
 			return jst.Format("2006年1月2日 15:04")
 		},
 	}
+	// Every templates/NAME.html is a page, rendered inside layout.html; templates/_*.html
+	// are partials every page may use.
+	files, err := fs.Glob(templateFS, "templates/*.html")
+	if err != nil {
+		return err
+	}
+	var partials []string
+	for _, f := range files {
+		if strings.HasPrefix(path.Base(f), "_") {
+			partials = append(partials, f)
+		}
+	}
 	c.pages = map[string]*template.Template{}
-	for _, page := range []string{"login", "login_link", "dashboard", "friends", "friend", "error"} {
-		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+page+".html")
+	for _, f := range files {
+		name := strings.TrimSuffix(path.Base(f), ".html")
+		if name == "layout" || strings.HasPrefix(name, "_") {
+			continue
+		}
+		patterns := append([]string{"templates/layout.html", f}, partials...)
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, patterns...)
 		if err != nil {
 			return err
 		}
-		c.pages[page] = t
+		c.pages[name] = t
 	}
 	return nil
 }
@@ -97,31 +119,49 @@ var tokyo = func() *time.Location {
 	return loc
 }()
 
-// view is what every page template receives.
+// view is what every page template receives. P answers permission questions in
+// templates ({{if .P.Can "friends:read_pii"}}); CSRF goes into every form as a hidden
+// field named csrf.
 type view struct {
-	Lang   string
-	Title  string
-	Member *staff.Member
-	Data   any
+	Lang    string
+	Title   string
+	Member  *staff.Member
+	P       access.Principal
+	Channel *channel.Channel
+	CSRF    string
+	Data    any
 }
 
-func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, page, titleKey string, member *staff.Member, data any) {
+// render writes a page. q is nil on pages before sign-in.
+func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, page, titleKey string, q *request, data any) {
 	lang := language(r)
+	v := view{Lang: lang, Title: translate(lang, titleKey), Data: data}
+	if q != nil {
+		v.Member, v.P, v.Channel, v.CSRF = q.Member, q.P, q.Channel, q.CSRF
+	}
+	t, ok := c.pages[page]
+	if !ok {
+		c.Logger.Error("console: no such page template", "page", page)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
-	err := c.pages[page].Execute(w, view{Lang: lang, Title: translate(lang, titleKey), Member: member, Data: data})
-	if err != nil {
+	if err := t.Execute(w, v); err != nil {
 		c.Logger.Error("console: render failed", "page", page, "err", err)
 	}
 }
 
-func (c *Console) fail(w http.ResponseWriter, r *http.Request, member *staff.Member, err error) {
+// fail answers an error: not found as 404, anything else as 500 with the details in the
+// log only. Errors never carry personal data (see the domain packages), so logging one
+// is safe.
+func (c *Console) fail(w http.ResponseWriter, r *http.Request, q *request, err error) {
 	if errors.Is(err, store.ErrNotFound) {
-		c.render(w, r, http.StatusNotFound, "error", "error.notfound", member, "error.notfound")
+		c.render(w, r, http.StatusNotFound, "error", "error.notfound", q, "error.notfound")
 		return
 	}
-	c.Logger.Error("console: request failed", "path", r.URL.Path, "err", err)
-	c.render(w, r, http.StatusInternalServerError, "error", "error.internal", member, "error.internal")
+	c.Logger.Error("console: request failed", "path", r.Pattern, "err", err)
+	c.render(w, r, http.StatusInternalServerError, "error", "error.internal", q, "error.internal")
 }
 
 // language picks the console language: ?lang= (remembered in a cookie), else the cookie,

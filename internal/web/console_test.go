@@ -53,6 +53,17 @@ func (b *browser) do(method, path string, form url.Values, header map[string]str
 
 func (b *browser) get(path string) (*http.Response, string) { return b.do("GET", path, nil, nil) }
 
+// csrf reads the form token from a signed-in page.
+func (b *browser) csrf() string {
+	b.t.Helper()
+	_, page := b.get("/console/")
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page)
+	if m == nil {
+		b.t.Fatalf("no form token on the page:\n%s", page)
+	}
+	return m[1]
+}
+
 // signIn redeems a fresh owner link the way a person does: open it, press the button.
 func signIn(t *testing.T, h *servertest.Harness) *browser {
 	t.Helper()
@@ -125,14 +136,21 @@ func TestLoginLinkWorksOnceAndOnlyByPost(t *testing.T) {
 func TestCrossOriginPostIsRefused(t *testing.T) {
 	h := servertest.Start(t, t.TempDir()+"/c.db")
 	b := signIn(t, h)
-	res, _ := b.do("POST", "/logout", url.Values{}, map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"})
+	token := b.csrf()
+	res, _ := b.do("POST", "/logout", url.Values{"csrf": {token}}, map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"})
 	if res.StatusCode != http.StatusForbidden {
 		t.Errorf("cross-site logout: %d, want 403", res.StatusCode)
 	}
 	if res, _ := b.get("/console/"); res.StatusCode != 200 {
 		t.Errorf("the session did not survive the refused request: %d", res.StatusCode)
 	}
-	res, _ = b.do("POST", "/logout", url.Values{}, map[string]string{"Sec-Fetch-Site": "same-origin"})
+	// A same-origin post without the form token (a browser sending neither
+	// Sec-Fetch-Site nor Origin would pass the first check) is refused too.
+	res, _ = b.do("POST", "/logout", url.Values{}, nil)
+	if res.StatusCode != http.StatusForbidden {
+		t.Errorf("logout without the form token: %d, want 403", res.StatusCode)
+	}
+	res, _ = b.do("POST", "/logout", url.Values{"csrf": {token}}, map[string]string{"Sec-Fetch-Site": "same-origin"})
 	if res.StatusCode != http.StatusSeeOther {
 		t.Errorf("same-origin logout: %d", res.StatusCode)
 	}
