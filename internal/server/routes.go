@@ -32,8 +32,9 @@ func (s *Server) routes() (http.Handler, error) {
 	// refused (Sec-Fetch-Site / Origin checks).
 	console := http.NewServeMux()
 	c := &web.Console{
-		Staff: s.Staff, Access: s.Access, Channels: s.Channels, Friends: s.Friends, Events: s.Processor,
-		Clock: s.cfg.Clock, Logger: s.cfg.Logger,
+		DB: s.DB, Staff: s.Staff, Access: s.Access, Channels: s.Channels, Friends: s.Friends,
+		Scenarios: s.Scenarios, Broadcasts: s.Broadcasts, Coupons: s.Coupons, Replies: s.Replies,
+		Delivery: s.Delivery, Events: s.Processor, Clock: s.cfg.Clock, Logger: s.cfg.Logger,
 	}
 	if err := c.Routes(console); err != nil {
 		return nil, err

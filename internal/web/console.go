@@ -17,9 +17,14 @@ import (
 	"time"
 
 	"github.com/linestep/linestep/internal/access"
+	"github.com/linestep/linestep/internal/autoreply"
+	"github.com/linestep/linestep/internal/broadcast"
 	"github.com/linestep/linestep/internal/channel"
 	"github.com/linestep/linestep/internal/clock"
+	"github.com/linestep/linestep/internal/coupon"
+	"github.com/linestep/linestep/internal/delivery"
 	"github.com/linestep/linestep/internal/friend"
+	"github.com/linestep/linestep/internal/scenario"
 	"github.com/linestep/linestep/internal/staff"
 	"github.com/linestep/linestep/internal/store"
 )
@@ -37,13 +42,19 @@ type Pending interface {
 
 // Console holds what the console's handlers need.
 type Console struct {
-	Staff    *staff.Service
-	Access   *access.Service
-	Channels *channel.Service
-	Friends  *friend.Service
-	Events   Pending
-	Clock    clock.Clock
-	Logger   *slog.Logger
+	DB         *store.DB
+	Staff      *staff.Service
+	Access     *access.Service
+	Channels   *channel.Service
+	Friends    *friend.Service
+	Scenarios  *scenario.Service
+	Broadcasts *broadcast.Service
+	Coupons    *coupon.Service
+	Replies    *autoreply.Service
+	Delivery   *delivery.Service
+	Events     Pending
+	Clock      clock.Clock
+	Logger     *slog.Logger
 
 	pages map[string]*template.Template
 	table []Route
@@ -63,9 +74,13 @@ func (c *Console) Routes(mux *http.ServeMux) error {
 	mux.HandleFunc("GET /login/link/{token}", c.loginLinkPage)
 	mux.HandleFunc("POST /login/link", c.redeemLoginLink)
 	c.handle(mux, "POST", "/logout", "", c.logout)
-	c.handle(mux, "GET", "/console/{$}", access.DashboardRead, c.dashboard)
-	c.handle(mux, "GET", "/console/channels/{channelID}/friends", access.FriendsRead, c.friendList)
-	c.handle(mux, "GET", "/console/channels/{channelID}/friends/{friendID}", access.FriendsRead, c.friendDetail)
+	// One function per area of the console, each in its own file.
+	for _, add := range []func(*http.ServeMux){
+		c.dashboardRoutes, c.friendRoutes, c.inboxRoutes, c.scenarioRoutes, c.broadcastRoutes,
+		c.templateRoutes, c.couponRoutes, c.settingsRoutes, c.accountRoutes, c.staffRoutes, c.auditRoutes,
+	} {
+		add(mux)
+	}
 	return nil
 }
 
