@@ -11,8 +11,10 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/linestep/linestep/internal/broadcast"
 	"github.com/linestep/linestep/internal/channel"
 	"github.com/linestep/linestep/internal/clock"
+	"github.com/linestep/linestep/internal/coupon"
 	"github.com/linestep/linestep/internal/delivery"
 	"github.com/linestep/linestep/internal/friend"
 	"github.com/linestep/linestep/internal/scenario"
@@ -27,8 +29,11 @@ type Config struct {
 	Friends   *friend.Service
 	Scenarios *scenario.Service
 	Delivery  *delivery.Service
-	Clock     clock.Clock
-	Logger    *slog.Logger
+	// Broadcasts and Coupons serve /broadcasts and /coupons.
+	Broadcasts *broadcast.Service
+	Coupons    *coupon.Service
+	Clock      clock.Clock
+	Logger     *slog.Logger
 }
 
 // API is the /api/ handler.
@@ -84,7 +89,7 @@ type call struct {
 func New(cfg Config) *API {
 	a := &API{cfg: cfg, tokens: NewTokens(cfg.DB, cfg.Clock), mux: http.NewServeMux()}
 	a.routes = slices.Concat(a.channelRoutes(), a.friendRoutes(), a.tagRoutes(), a.fieldRoutes(),
-		a.scenarioRoutes(), a.deliveryRoutes())
+		a.scenarioRoutes(), a.deliveryRoutes(), a.broadcastRoutes(), a.couponRoutes(), a.segmentRoutes())
 	allow := map[string][]string{}
 	for _, rt := range a.routes {
 		a.mux.Handle(rt.method+" "+rt.path, a.wrap(rt))

@@ -214,6 +214,29 @@ func (s *Service) List(ctx context.Context, channelID string, limit int) ([]Broa
 	return out, rows.Err()
 }
 
+// ListBefore returns up to limit of a channel's broadcasts with an ID below before (0:
+// from the newest), newest first: pages by ID stay put while broadcasts are created.
+func (s *Service) ListBefore(ctx context.Context, channelID string, before int64, limit int) ([]Broadcast, error) {
+	if before <= 0 {
+		return s.List(ctx, channelID, limit)
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT "+columns+" FROM broadcasts WHERE channel_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+		channelID, before, limit)
+	if err != nil {
+		return nil, fmt.Errorf("broadcast: list: %w", err)
+	}
+	defer rows.Close()
+	var out []Broadcast
+	for rows.Next() {
+		b, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
 // Cancel stops a broadcast: nobody more is queued, and what is queued and not yet
 // handed to LINE is cancelled. It returns how many deliveries it cancelled; those
 // already in a call to LINE cannot be taken back.

@@ -25,7 +25,7 @@ func (s *Server) routes() (http.Handler, error) {
 	mux.Handle("GET /metrics", s.Metrics.Handler())
 	mux.Handle("/api/", api.New(api.Config{
 		DB: s.DB, Channels: s.Channels, Friends: s.Friends, Scenarios: s.Scenarios, Delivery: s.Delivery,
-		Clock: s.cfg.Clock, Logger: s.cfg.Logger,
+		Broadcasts: s.Broadcasts, Coupons: s.Coupons, Clock: s.cfg.Clock, Logger: s.cfg.Logger,
 	}))
 
 	// The console: browser pages, with security headers and cross-origin form posts
