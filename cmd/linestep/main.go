@@ -40,6 +40,7 @@ var commands = []command{
 	{"apply", "set up a channel from a setup file (scenarios, auto-replies, ...)", runApply},
 	{"export", "write a channel's setup as a setup file", runExport},
 	{"token", "create, list or revoke tokens for the JSON API (create|list|revoke)", runToken},
+	{"audit", "check that the audit log is intact, or export it (verify|export)", runAudit},
 }
 
 func main() {
