@@ -23,6 +23,7 @@ import (
 	"github.com/linestep/linestep/internal/coupon"
 	"github.com/linestep/linestep/internal/delivery"
 	"github.com/linestep/linestep/internal/friend"
+	"github.com/linestep/linestep/internal/inbox"
 	"github.com/linestep/linestep/internal/ingest"
 	"github.com/linestep/linestep/internal/keyring"
 	"github.com/linestep/linestep/internal/line"
@@ -77,6 +78,7 @@ type Server struct {
 	Replies    *autoreply.Service
 	Broadcasts *broadcast.Service
 	Coupons    *coupon.Service
+	Inbox      *inbox.Service
 
 	handler http.Handler
 	ready   atomic.Bool // serving: what /readyz reports
@@ -174,6 +176,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.Scenarios.Register(s.Processor)
 	s.Replies = autoreply.New(db, cfg.Clock, s.Friends, s.Delivery, cfg.Logger)
 	s.Replies.Register(s.Processor)
+	s.Inbox = inbox.New(db, cfg.Clock, s.Delivery, cfg.Logger)
+	s.Inbox.Register(s.Processor) // after friends: it reads the message they log
 	s.Broadcasts = broadcast.New(db, cfg.Clock, s.Friends, s.Delivery, cfg.Logger, cfg.Broadcasts)
 	s.Broadcasts.ExtraVars, s.Broadcasts.CheckVars = s.Coupons.Vars, s.Coupons.ValidateReferences
 	s.Staff = staff.NewService(db, cfg.Clock)
