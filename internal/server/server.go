@@ -182,6 +182,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.Broadcasts.ExtraVars, s.Broadcasts.CheckVars = s.Coupons.Vars, s.Coupons.ValidateReferences
 	s.Staff = staff.NewService(db, cfg.Clock)
 	s.Access = access.New(db, cfg.Clock)
+	s.Staff.Keys, s.Staff.Logger = keys, cfg.Logger
+	s.Staff.RequireTOTP = func(r staff.Role) bool { return s.Access.RequireTOTP(context.Background(), string(r)) }
+	// Suspicious sign-ins are shown in the console; they can also go to a webhook
+	// (a chat room, an on-call tool).
+	if u := cfg.Getenv("LINESTEP_SECURITY_WEBHOOK"); u != "" {
+		s.Staff.Notifier = &staff.WebhookNotifier{URL: u}
+	}
 	if s.handler, err = s.routes(); err != nil {
 		db.Close()
 		return nil, err
@@ -241,6 +248,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	stopWork()
 	workers.Wait()
+	s.Staff.WaitNotifications()
 	logger.Info("linestep stopped")
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil

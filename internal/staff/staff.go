@@ -1,6 +1,11 @@
-// Package staff owns the people who use the console: their accounts, one-time sign-in
-// links and sessions. Tokens are random and only their SHA-256 is stored, so a copy of the
-// database cannot be used to sign in.
+// Package staff owns the people who use the console: their accounts and roles, how they
+// sign in (passwords, one-time links, TOTP two-factor with recovery codes), their
+// sessions, the throttling of guessing, and the history of sign-ins with the suspicious
+// ones flagged. Nothing secret is stored as given: passwords as Argon2id hashes, tokens and
+// recovery codes as SHA-256, TOTP secrets sealed under the master key. No password, code,
+// token or secret ever appears in a log line or an error message.
+//
+// The package decides how to sign in; what a role may do is decided by its callers.
 package staff
 
 import (
@@ -9,15 +14,25 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
+	"runtime"
+	"strings"
+	"sync"
 	"time"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/linestep/linestep/internal/clock"
+	"github.com/linestep/linestep/internal/keyring"
 	"github.com/linestep/linestep/internal/store"
 )
 
-// Role is what a staff member may do.
+// Role is what a staff member may do. Besides the four built-in roles there will be
+// custom ones, so any non-empty name is a role here.
 type Role string
 
 const (
@@ -31,7 +46,36 @@ var (
 	// ErrInvalidToken is returned for an unknown, used, expired or ended token. One error
 	// for all cases: a caller learns nothing about which tokens exist.
 	ErrInvalidToken = errors.New("staff: invalid or expired token")
+	// ErrBadCredentials is the one answer to a failed sign-in, whether the login is
+	// unknown, the password wrong, the account disabled or the login locked, so that an
+	// attacker learns nothing about which logins exist or whether guessing still works.
+	ErrBadCredentials = errors.New("staff: wrong login or password")
+	// ErrBadCode is returned for a second-factor code that is wrong or was already used.
+	ErrBadCode = errors.New("staff: wrong or already used code")
+	// ErrSecondFactorRequired is returned where a code is needed and none was given.
+	ErrSecondFactorRequired = errors.New("staff: a two-factor code is required")
+	// ErrNoKeyring is returned by two-factor set-up when the service has no master key to
+	// seal secrets with.
+	ErrNoKeyring = errors.New("staff: no master key to seal two-factor secrets")
+	// ErrNoPendingTOTP is returned by ConfirmTOTP when no set-up is under way (none begun,
+	// expired, or replaced by a newer one).
+	ErrNoPendingTOTP = errors.New("staff: no two-factor set-up under way")
+	// ErrTOTPNotEnabled is returned for recovery codes of a member without two-factor.
+	ErrTOTPNotEnabled = errors.New("staff: two-factor sign-in is not enabled")
+	// ErrReauthRequired is returned for an act that needs a recent Reauthenticate.
+	ErrReauthRequired = errors.New("staff: confirm your password first")
+	// ErrLoginTaken is returned when a new member's login is already in use.
+	ErrLoginTaken = errors.New("staff: login already in use")
+	// ErrRestricted is returned by Session for a session that may only finish signing in
+	// (change the password, set up two-factor). It matches ErrInvalidToken too, so a
+	// caller that only knows full sessions treats it as no session at all.
+	ErrRestricted error = restrictedError{}
 )
+
+type restrictedError struct{}
+
+func (restrictedError) Error() string        { return "staff: session is limited to finishing sign-in" }
+func (restrictedError) Is(target error) bool { return target == ErrInvalidToken }
 
 // Member is a staff account.
 type Member struct {
@@ -40,7 +84,17 @@ type Member struct {
 	Name      string
 	Role      Role
 	CreatedAt time.Time
+	// DisabledAt is when the account was disabled; zero for an active one.
+	DisabledAt time.Time
+	// HasPassword is false for a member invited by link who has not set one yet.
+	HasPassword        bool
+	MustChangePassword bool
+	PasswordChangedAt  time.Time
+	TOTPEnabled        bool
 }
+
+// Disabled reports whether the account is disabled.
+func (m Member) Disabled() bool { return !m.DisabledAt.IsZero() }
 
 // Session lifetimes: an idle session ends after IdleTimeout, any session after
 // AbsoluteTimeout, whatever its activity.
@@ -51,14 +105,60 @@ const (
 	touchEvery = time.Minute
 )
 
-// Service manages staff accounts and sessions.
+// Service manages staff accounts, sign-in and sessions. Set its exported fields when
+// wiring, before use.
 type Service struct {
 	db    *store.DB
 	clock clock.Clock
+
+	// Keys seals TOTP secrets. Without it two-factor set-up fails with ErrNoKeyring.
+	Keys *keyring.Keyring
+	// Logger receives operational messages (never a secret).
+	Logger *slog.Logger
+	// Notifier, if set, is told of every suspicious sign-in once it is recorded.
+	Notifier Notifier
+	// RequireTOTP says whether members of a role must use two-factor sign-in; those
+	// without it are signed in only to set it up. DefaultRequireTOTP unless changed.
+	RequireTOTP func(Role) bool
+	// Hashing is the Argon2id cost for new hashes; hashes with other parameters are
+	// rehashed at the next successful sign-in. DefaultParams unless changed.
+	Hashing Params
+	// Issuer names the service in authenticator apps.
+	Issuer string
+
+	// hashSlots bounds concurrent Argon2 computations: each takes Hashing.Memory, and a
+	// flood of sign-in attempts must not take the server's memory with it.
+	hashSlots chan struct{}
+	dummies   sync.Map // Params -> a hash to verify against when there is no real one
+	notifying sync.WaitGroup
 }
 
 // NewService returns a staff service.
-func NewService(db *store.DB, clk clock.Clock) *Service { return &Service{db: db, clock: clk} }
+func NewService(db *store.DB, clk clock.Clock) *Service {
+	return &Service{
+		db: db, clock: clk,
+		Logger:      slog.Default(),
+		RequireTOTP: DefaultRequireTOTP,
+		Hashing:     DefaultParams,
+		Issuer:      "linestep",
+		hashSlots:   make(chan struct{}, max(1, min(runtime.GOMAXPROCS(0), 4))),
+	}
+}
+
+// DefaultRequireTOTP requires two-factor sign-in of owners and admins: they can see and
+// change everything, including who else may.
+func DefaultRequireTOTP(r Role) bool { return r == Owner || r == Admin }
+
+func (s *Service) requireTOTP(r Role) bool {
+	if s.RequireTOTP == nil {
+		return DefaultRequireTOTP(r)
+	}
+	return s.RequireTOTP(r)
+}
+
+// WaitNotifications waits until every notification under way has been sent or has
+// failed; for shutdown and tests.
+func (s *Service) WaitNotifications() { s.notifying.Wait() }
 
 // EnsureOwner returns the owner account with this login, creating it if there is none.
 func (s *Service) EnsureOwner(ctx context.Context, login, name string) (Member, bool, error) {
@@ -68,7 +168,7 @@ func (s *Service) EnsureOwner(ctx context.Context, login, name string) (Member, 
 		return Member{}, false, fmt.Errorf("staff: create owner: %w", err)
 	}
 	n, _ := res.RowsAffected()
-	m, err := s.byLogin(ctx, login)
+	m, err := s.byLogin(ctx, s.db, login)
 	return m, n > 0, err
 }
 
@@ -81,121 +181,67 @@ func (s *Service) Count(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-func (s *Service) byLogin(ctx context.Context, login string) (Member, error) {
+// memberColumns are the columns scanMember reads, from staff aliased st.
+const memberColumns = `st.id, st.login, st.name, st.role, st.created_at, st.disabled_at, st.password_hash <> '',
+	st.must_change_password, st.password_changed_at, st.totp_enabled_at IS NOT NULL`
+
+type scanner interface{ Scan(dest ...any) error }
+
+// scanMember reads memberColumns, then extra columns into extra.
+func scanMember(row scanner, extra ...any) (Member, error) {
 	var m Member
 	var role string
 	var created int64
-	err := s.db.QueryRowContext(ctx, "SELECT id, login, name, role, created_at FROM staff WHERE login = ?", login).
-		Scan(&m.ID, &m.Login, &m.Name, &role, &created)
+	var disabled, changed sql.NullInt64
+	dest := append([]any{&m.ID, &m.Login, &m.Name, &role, &created, &disabled, &m.HasPassword,
+		&m.MustChangePassword, &changed, &m.TOTPEnabled}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return Member{}, err
+	}
+	m.Role, m.CreatedAt = Role(role), store.Time(created)
+	m.DisabledAt, m.PasswordChangedAt = store.NullTime(disabled), store.NullTime(changed)
+	return m, nil
+}
+
+func (s *Service) byLogin(ctx context.Context, q store.Querier, login string) (Member, error) {
+	m, err := scanMember(q.QueryRowContext(ctx, "SELECT "+memberColumns+" FROM staff st WHERE st.login = ?", login))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Member{}, fmt.Errorf("staff %q: %w", login, store.ErrNotFound)
+		return Member{}, fmt.Errorf("staff login: %w", store.ErrNotFound)
 	}
 	if err != nil {
 		return Member{}, fmt.Errorf("staff: get: %w", err)
 	}
-	m.Role, m.CreatedAt = Role(role), store.Time(created)
 	return m, nil
 }
 
-// IssueLoginLink creates a one-time sign-in token for a staff member, valid for ttl.
-func (s *Service) IssueLoginLink(ctx context.Context, staffID int64, ttl time.Duration) (string, error) {
-	token, hash := newToken()
-	now := s.clock.Now()
-	_, err := s.db.ExecContext(ctx, `INSERT INTO staff_login_links (token_hash, staff_id, created_at, expires_at) VALUES (?, ?, ?, ?)`,
-		hash, staffID, store.Millis(now), store.Millis(now.Add(ttl)))
-	if err != nil {
-		return "", fmt.Errorf("staff: issue login link: %w", err)
-	}
-	return token, nil
-}
-
-// RedeemLoginLink uses a one-time token (once) and opens a session, returning its token.
-func (s *Service) RedeemLoginLink(ctx context.Context, token, clientAddr, userAgent string) (string, Member, error) {
-	now := s.clock.Now()
-	nowMs := store.Millis(now)
-	var sessionToken string
-	var member Member
-	err := s.db.WriteTx(ctx, func(tx *store.Tx) error {
-		var staffID int64
-		// Marking it used in the same statement that finds it: two redemptions racing
-		// cannot both succeed.
-		err := tx.QueryRowContext(ctx, `UPDATE staff_login_links SET used_at = ?
-			WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? RETURNING staff_id`,
-			nowMs, hashToken(token), nowMs).Scan(&staffID)
-		if errors.Is(err, sql.ErrNoRows) {
-			return ErrInvalidToken
-		}
-		if err != nil {
-			return fmt.Errorf("staff: redeem link: %w", err)
-		}
-		var role string
-		var created int64
-		err = tx.QueryRowContext(ctx, "SELECT id, login, name, role, created_at FROM staff WHERE id = ? AND disabled_at IS NULL", staffID).
-			Scan(&member.ID, &member.Login, &member.Name, &role, &created)
-		if errors.Is(err, sql.ErrNoRows) {
-			return ErrInvalidToken
-		}
-		if err != nil {
-			return fmt.Errorf("staff: redeem link: %w", err)
-		}
-		member.Role, member.CreatedAt = Role(role), store.Time(created)
-		var hash []byte
-		sessionToken, hash = newToken()
-		_, err = tx.ExecContext(ctx, `INSERT INTO staff_sessions (token_hash, staff_id, created_at, last_seen_at, expires_at, client_addr, user_agent)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`, hash, staffID, nowMs, nowMs, store.Millis(now.Add(AbsoluteTimeout)),
-			truncate(clientAddr, 100), truncate(userAgent, 300))
-		if err != nil {
-			return fmt.Errorf("staff: open session: %w", err)
-		}
-		return nil
-	})
-	if err != nil {
-		return "", Member{}, err
-	}
-	return sessionToken, member, nil
-}
-
-// Session returns the member signed in with a session token, enforcing the idle and
-// absolute timeouts, and records the activity.
-func (s *Service) Session(ctx context.Context, token string) (Member, error) {
-	if token == "" {
-		return Member{}, ErrInvalidToken
-	}
-	now := s.clock.Now()
-	hash := hashToken(token)
-	var m Member
-	var role string
-	var created, lastSeen int64
-	err := s.db.QueryRowContext(ctx, `SELECT st.id, st.login, st.name, st.role, st.created_at, ss.last_seen_at
-		FROM staff_sessions ss JOIN staff st ON st.id = ss.staff_id
-		WHERE ss.token_hash = ? AND ss.ended_at IS NULL AND ss.expires_at > ? AND st.disabled_at IS NULL`,
-		hash, store.Millis(now)).Scan(&m.ID, &m.Login, &m.Name, &role, &created, &lastSeen)
+func (s *Service) byID(ctx context.Context, q store.Querier, id int64) (Member, error) {
+	m, err := scanMember(q.QueryRowContext(ctx, "SELECT "+memberColumns+" FROM staff st WHERE st.id = ?", id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Member{}, ErrInvalidToken
+		return Member{}, fmt.Errorf("staff %d: %w", id, store.ErrNotFound)
 	}
 	if err != nil {
-		return Member{}, fmt.Errorf("staff: session: %w", err)
+		return Member{}, fmt.Errorf("staff: get: %w", err)
 	}
-	if now.Sub(store.Time(lastSeen)) > IdleTimeout {
-		return Member{}, ErrInvalidToken
-	}
-	if now.Sub(store.Time(lastSeen)) > touchEvery {
-		if _, err := s.db.ExecContext(ctx, "UPDATE staff_sessions SET last_seen_at = ? WHERE token_hash = ?", store.Millis(now), hash); err != nil {
-			return Member{}, fmt.Errorf("staff: touch session: %w", err)
-		}
-	}
-	m.Role, m.CreatedAt = Role(role), store.Time(created)
 	return m, nil
 }
 
-// EndSession signs a session out.
-func (s *Service) EndSession(ctx context.Context, token string) error {
-	_, err := s.db.ExecContext(ctx, "UPDATE staff_sessions SET ended_at = ? WHERE token_hash = ? AND ended_at IS NULL",
-		store.Millis(s.clock.Now()), hashToken(token))
-	if err != nil {
-		return fmt.Errorf("staff: end session: %w", err)
-	}
-	return nil
+// NormalizeLogin is how logins are compared and stored: NFKC (full-width letters typed
+// with a Japanese input method become ASCII), trimmed, lower-cased.
+func NormalizeLogin(login string) string {
+	return strings.ToLower(strings.TrimSpace(norm.NFKC.String(login)))
+}
+
+// Client is who is on the other end of a request: the address (without port) and the
+// browser's User-Agent, as the web layer saw them.
+type Client struct {
+	Addr      string
+	UserAgent string
+}
+
+// clean makes a client safe to store: valid UTF-8 without NUL (PostgreSQL refuses
+// either in text), cut to a sane length.
+func (c Client) clean() Client {
+	return Client{Addr: cleanText(c.Addr, 100), UserAgent: cleanText(c.UserAgent, 300)}
 }
 
 // newToken returns a random token (256 bits, URL-safe) and the hash that is stored.
@@ -211,9 +257,22 @@ func hashToken(t string) []byte {
 	return h[:]
 }
 
-func truncate(s string, n int) string {
+// newPublicID returns a session's public name: random, unrelated to its token.
+func newPublicID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// cleanText returns s as valid UTF-8 without NUL, cut to at most n bytes on a character
+// boundary.
+func cleanText(s string, n int) string {
+	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n]
 }
