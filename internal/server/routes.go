@@ -34,7 +34,7 @@ func (s *Server) routes() (http.Handler, error) {
 	c := &web.Console{
 		DB: s.DB, Staff: s.Staff, Access: s.Access, Channels: s.Channels, Friends: s.Friends,
 		Scenarios: s.Scenarios, Broadcasts: s.Broadcasts, Coupons: s.Coupons, Replies: s.Replies,
-		Delivery: s.Delivery, Events: s.Processor, Clock: s.cfg.Clock, Logger: s.cfg.Logger,
+		Delivery: s.Delivery, Inbox: s.Inbox, Audit: s.Audit, Events: s.Processor, Clock: s.cfg.Clock, Logger: s.cfg.Logger,
 	}
 	if err := c.Routes(console); err != nil {
 		return nil, err

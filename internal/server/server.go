@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/linestep/linestep/internal/access"
+	"github.com/linestep/linestep/internal/audit"
 	"github.com/linestep/linestep/internal/autoreply"
 	"github.com/linestep/linestep/internal/broadcast"
 	"github.com/linestep/linestep/internal/channel"
@@ -79,6 +80,7 @@ type Server struct {
 	Broadcasts *broadcast.Service
 	Coupons    *coupon.Service
 	Inbox      *inbox.Service
+	Audit      *audit.Log
 
 	handler http.Handler
 	ready   atomic.Bool // serving: what /readyz reports
@@ -182,6 +184,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.Broadcasts.ExtraVars, s.Broadcasts.CheckVars = s.Coupons.Vars, s.Coupons.ValidateReferences
 	s.Staff = staff.NewService(db, cfg.Clock)
 	s.Access = access.New(db, cfg.Clock)
+	s.Audit = audit.NewLog(db, cfg.Clock)
 	s.Staff.Keys, s.Staff.Logger = keys, cfg.Logger
 	s.Staff.RequireTOTP = func(r staff.Role) bool { return s.Access.RequireTOTP(context.Background(), string(r)) }
 	// Suspicious sign-ins are shown in the console; they can also go to a webhook

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/linestep/linestep/internal/access"
+	"github.com/linestep/linestep/internal/audit"
 	"github.com/linestep/linestep/internal/autoreply"
 	"github.com/linestep/linestep/internal/broadcast"
 	"github.com/linestep/linestep/internal/channel"
@@ -24,6 +25,7 @@ import (
 	"github.com/linestep/linestep/internal/coupon"
 	"github.com/linestep/linestep/internal/delivery"
 	"github.com/linestep/linestep/internal/friend"
+	"github.com/linestep/linestep/internal/inbox"
 	"github.com/linestep/linestep/internal/scenario"
 	"github.com/linestep/linestep/internal/staff"
 	"github.com/linestep/linestep/internal/store"
@@ -52,6 +54,8 @@ type Console struct {
 	Coupons    *coupon.Service
 	Replies    *autoreply.Service
 	Delivery   *delivery.Service
+	Inbox      *inbox.Service
+	Audit      *audit.Log
 	Events     Pending
 	Clock      clock.Clock
 	Logger     *slog.Logger

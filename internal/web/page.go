@@ -1,14 +1,17 @@
 package web
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"net"
 	"net/http"
 	"strings"
 
 	"github.com/linestep/linestep/internal/access"
+	"github.com/linestep/linestep/internal/audit"
 	"github.com/linestep/linestep/internal/channel"
 	"github.com/linestep/linestep/internal/staff"
 	"github.com/linestep/linestep/internal/store"
@@ -94,6 +97,29 @@ func (c *Console) admit(w http.ResponseWriter, r *http.Request) (*request, bool)
 	}
 	rememberLanguage(w, r)
 	return &request{Member: &m, P: p, Lang: language(r), CSRF: csrfToken(ck.Value), session: ck.Value}, true
+}
+
+// record writes an audit record of what the member did, inside tx: the record commits
+// with the act or not at all. Who, when, from where and on which account are filled in.
+func (c *Console) record(ctx context.Context, tx *store.Tx, r *http.Request, q *request, rec audit.Record) error {
+	rec.Actor = audit.Staff(q.Member.ID, q.Member.Login)
+	rec.ClientAddr, rec.UserAgent = clientAddr(r), r.UserAgent()
+	if rec.ChannelID == "" && q.Channel != nil {
+		rec.ChannelID = q.Channel.ID
+	}
+	_, err := c.Audit.Append(ctx, tx, rec)
+	return err
+}
+
+// clientAddr is the peer's address without the port. linestep is meant to sit behind a
+// TLS proxy on the same machine or network: trusting X-Forwarded-For from anyone would
+// let a client write any address into the login history and audit log, so it is not read.
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // csrfToken is derived from the session token, which only the member's browser holds
