@@ -80,14 +80,14 @@ func TestTokenCreateListRevoke(t *testing.T) {
 	}
 	defer d.Close()
 	tokens := api.NewTokens(d, clock.Real)
-	if _, err := tokens.Authenticate(ctx, made.Token); err != nil {
+	if _, err := tokens.Authenticate(ctx, made.Token, api.Client{}); err != nil {
 		t.Fatalf("a new token does not authenticate: %v", err)
 	}
 	id := strconv.FormatInt(made.ID, 10)
 	if r := runCLI(ctx, env, "", "token", "revoke", id); r.code != 0 || !strings.Contains(r.stdout, "revoked") {
 		t.Fatalf("revoke: %+v", r)
 	}
-	if _, err := tokens.Authenticate(ctx, made.Token); err != api.ErrInvalidToken {
+	if _, err := tokens.Authenticate(ctx, made.Token, api.Client{}); err != api.ErrInvalidToken {
 		t.Fatalf("a revoked token authenticates: %v", err)
 	}
 	if r := runCLI(ctx, env, "", "token", "revoke", "--db", db, id); r.code != 0 {

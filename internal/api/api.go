@@ -7,10 +7,13 @@ package api
 import (
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
 
+	"github.com/linestep/linestep/internal/access"
+	"github.com/linestep/linestep/internal/audit"
 	"github.com/linestep/linestep/internal/broadcast"
 	"github.com/linestep/linestep/internal/channel"
 	"github.com/linestep/linestep/internal/clock"
@@ -18,13 +21,14 @@ import (
 	"github.com/linestep/linestep/internal/delivery"
 	"github.com/linestep/linestep/internal/friend"
 	"github.com/linestep/linestep/internal/scenario"
-	"github.com/linestep/linestep/internal/staff"
 	"github.com/linestep/linestep/internal/store"
 )
 
 // Config is what the API's handlers need.
 type Config struct {
 	DB        *store.DB
+	Access    *access.Service
+	Audit     *audit.Log
 	Channels  *channel.Service
 	Friends   *friend.Service
 	Scenarios *scenario.Service
@@ -44,34 +48,11 @@ type API struct {
 	routes []route
 }
 
-// perm is what an endpoint does, for the role check.
-type perm int
-
-const (
-	read   perm = iota // every role
-	write              // operator and above
-	manage             // admin and owner: deleting scenarios, defining fields
-)
-
-// allowed maps roles to what they may do. It moves to the staff package when the staff
-// roles work makes permissions one table for the console and the API.
-func allowed(role staff.Role, p perm) bool {
-	switch role {
-	case staff.Owner, staff.Admin:
-		return true
-	case staff.Operator:
-		return p <= write
-	case staff.Analyst:
-		return p == read
-	}
-	return false
-}
-
 // route is one endpoint. A path with {ch} acts on one channel: the token's scope is
 // checked, and the channel must exist.
 type route struct {
 	method, path string
-	perm         perm
+	perm         access.Permission
 	handle       handlerFunc
 }
 
@@ -82,12 +63,14 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request, c *call) error
 // call is an admitted request: who calls, and on which channel.
 type call struct {
 	token   Token
+	p       access.Principal // the token's role and channels, asked every question
 	channel string
 }
 
 // New builds the API handler. Each resource file contributes its routes.
 func New(cfg Config) *API {
 	a := &API{cfg: cfg, tokens: NewTokens(cfg.DB, cfg.Clock), mux: http.NewServeMux()}
+	a.tokens.Audit = cfg.Audit
 	a.routes = slices.Concat(a.channelRoutes(), a.friendRoutes(), a.tagRoutes(), a.fieldRoutes(),
 		a.scenarioRoutes(), a.deliveryRoutes(), a.broadcastRoutes(), a.couponRoutes(), a.segmentRoutes())
 	allow := map[string][]string{}
@@ -106,6 +89,21 @@ func New(cfg Config) *API {
 	a.mux.HandleFunc("GET /api/openapi.yaml", serveOpenAPI)
 	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) { writeError(w, errNoRoute) })
 	return a
+}
+
+// Route is one endpoint and the permission it needs, for the route-by-role tests.
+type Route struct {
+	Method, Path string
+	Perm         access.Permission
+}
+
+// Table lists the endpoints.
+func (a *API) Table() []Route {
+	out := make([]Route, len(a.routes))
+	for i, rt := range a.routes {
+		out[i] = Route{rt.method, rt.path, rt.perm}
+	}
+	return out
 }
 
 // ServeHTTP serves everything under /api/. No cross-origin protection is needed: a
@@ -141,7 +139,8 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request, rt route) (*call, er
 		w.Header().Set("WWW-Authenticate", `Bearer realm="linestep"`)
 		return c, errUnauthorized
 	}
-	tok, err := a.tokens.Authenticate(r.Context(), strings.TrimSpace(secret))
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	tok, err := a.tokens.Authenticate(r.Context(), strings.TrimSpace(secret), Client{Addr: host, UserAgent: r.UserAgent()})
 	if errors.Is(err, ErrInvalidToken) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="linestep", error="invalid_token"`)
 		return c, errUnauthorized
@@ -150,13 +149,16 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request, rt route) (*call, er
 		return c, err
 	}
 	c.token = tok
+	if c.p, err = a.cfg.Access.TokenPrincipal(r.Context(), tok.ID, tok.Name, string(tok.Role), tok.ChannelID); err != nil {
+		return c, err
+	}
 	if strings.Contains(rt.path, "{ch}") {
 		c.channel = r.PathValue("ch")
-		if tok.ChannelID != "" && tok.ChannelID != c.channel {
+		if !c.p.OnChannel(c.channel) {
 			return c, errForbiddenChannel
 		}
 	}
-	if !allowed(tok.Role, rt.perm) {
+	if !c.p.Can(rt.perm) {
 		return c, errForbiddenRole
 	}
 	if c.channel != "" {

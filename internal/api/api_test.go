@@ -192,7 +192,7 @@ func TestTokensAndPermissions(t *testing.T) {
 			"steps": []any{map[string]any{"key": "a", "messages": []any{map[string]string{"type": "text", "text": "hi"}}}}}}
 		expect(t, call(t, h, analyst, "PUT", scenarioPath, def), http.StatusForbidden)
 		expect(t, call(t, h, operator, "PUT", scenarioPath, def), http.StatusCreated)
-		expect(t, call(t, h, operator, "DELETE", scenarioPath, nil), http.StatusForbidden)
+		expect(t, call(t, h, analyst, "DELETE", scenarioPath, nil), http.StatusForbidden)
 		expect(t, call(t, h, admin, "DELETE", scenarioPath, nil), http.StatusOK)
 		expect(t, call(t, h, admin, "DELETE", scenarioPath, nil), http.StatusNotFound)
 

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/linestep/linestep/internal/access"
 	"github.com/linestep/linestep/internal/broadcast"
 	"github.com/linestep/linestep/internal/delivery"
 	"github.com/linestep/linestep/internal/message"
@@ -62,11 +63,11 @@ var deliveryStates = []string{delivery.Pending, delivery.Sending, delivery.Sent,
 func (a *API) broadcastRoutes() []route {
 	return []route{
 		// Not under /broadcasts: a literal beside /broadcasts/{id} would clash with it.
-		{"POST", "/api/v1/channels/{ch}/recipients/count", read, a.countRecipients},
-		{"GET", "/api/v1/channels/{ch}/broadcasts", read, a.listBroadcasts},
-		{"POST", "/api/v1/channels/{ch}/broadcasts", write, a.createBroadcast},
-		{"GET", "/api/v1/channels/{ch}/broadcasts/{id}", read, a.getBroadcast},
-		{"POST", "/api/v1/channels/{ch}/broadcasts/{id}/cancel", write, a.cancelBroadcast},
+		{"POST", "/api/v1/channels/{ch}/recipients/count", access.BroadcastsRead, a.countRecipients},
+		{"GET", "/api/v1/channels/{ch}/broadcasts", access.BroadcastsRead, a.listBroadcasts},
+		{"POST", "/api/v1/channels/{ch}/broadcasts", access.BroadcastsWrite, a.createBroadcast},
+		{"GET", "/api/v1/channels/{ch}/broadcasts/{id}", access.BroadcastsRead, a.getBroadcast},
+		{"POST", "/api/v1/channels/{ch}/broadcasts/{id}/cancel", access.BroadcastsWrite, a.cancelBroadcast},
 	}
 }
 

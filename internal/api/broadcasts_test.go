@@ -207,7 +207,7 @@ func TestSavedSegments(t *testing.T) {
 			t.Errorf("count of a saved segment: %s", r.raw)
 		}
 		expect(t, call(t, h, op, "POST", ch+"/recipients/count", map[string]string{"segment_key": "nosuch"}), http.StatusBadRequest)
-		expect(t, call(t, h, op, "DELETE", ch+"/segments/kansai", nil), http.StatusForbidden)
+		expect(t, call(t, h, token(t, h, staff.Analyst, h.Ch), "DELETE", ch+"/segments/kansai", nil), http.StatusForbidden)
 		expect(t, call(t, h, admin, "DELETE", ch+"/segments/kansai", nil), http.StatusOK)
 		expect(t, call(t, h, admin, "DELETE", ch+"/segments/kansai", nil), http.StatusNotFound)
 		expect(t, call(t, h, op, "GET", ch+"/segments/kansai", nil), http.StatusNotFound)

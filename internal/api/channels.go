@@ -3,6 +3,8 @@ package api
 import (
 	"net/http"
 	"time"
+
+	"github.com/linestep/linestep/internal/access"
 )
 
 // channelJSON is a channel as the API shows it: never its credentials.
@@ -16,7 +18,7 @@ type channelJSON struct {
 
 func (a *API) channelRoutes() []route {
 	return []route{
-		{"GET", "/api/v1/channels", read, a.listChannels},
+		{"GET", "/api/v1/channels", access.DashboardRead, a.listChannels},
 	}
 }
 
@@ -28,7 +30,7 @@ func (a *API) listChannels(w http.ResponseWriter, r *http.Request, c *call) erro
 	}
 	out := []channelJSON{}
 	for _, ch := range chs {
-		if c.token.ChannelID == "" || c.token.ChannelID == ch.ID {
+		if c.p.OnChannel(ch.ID) {
 			out = append(out, channelJSON{ID: ch.ID, Name: ch.Name, TimeZone: ch.TimeZone, WebhookPath: ch.WebhookPath(), CreatedAt: at(ch.CreatedAt)})
 		}
 	}

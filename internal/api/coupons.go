@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/linestep/linestep/internal/access"
 	"github.com/linestep/linestep/internal/coupon"
 	"github.com/linestep/linestep/internal/friend"
 	"github.com/linestep/linestep/internal/message"
@@ -58,13 +59,13 @@ type redemptionJSON struct {
 
 func (a *API) couponRoutes() []route {
 	return []route{
-		{"GET", "/api/v1/channels/{ch}/coupons", read, a.listCoupons},
-		{"GET", "/api/v1/channels/{ch}/coupons/{key}", read, a.getCoupon},
-		{"PUT", "/api/v1/channels/{ch}/coupons/{key}", write, a.putCoupon},
-		{"DELETE", "/api/v1/channels/{ch}/coupons/{key}", manage, a.deleteCoupon},
-		{"POST", "/api/v1/channels/{ch}/coupons/{key}/codes", write, a.importCodes},
-		{"POST", "/api/v1/channels/{ch}/coupons/{key}/issues", write, a.issueCoupon},
-		{"POST", "/api/v1/channels/{ch}/coupons/{key}/redemptions", write, a.redeemCoupon},
+		{"GET", "/api/v1/channels/{ch}/coupons", access.CouponsRead, a.listCoupons},
+		{"GET", "/api/v1/channels/{ch}/coupons/{key}", access.CouponsRead, a.getCoupon},
+		{"PUT", "/api/v1/channels/{ch}/coupons/{key}", access.CouponsWrite, a.putCoupon},
+		{"DELETE", "/api/v1/channels/{ch}/coupons/{key}", access.CouponsWrite, a.deleteCoupon},
+		{"POST", "/api/v1/channels/{ch}/coupons/{key}/codes", access.CouponsWrite, a.importCodes},
+		{"POST", "/api/v1/channels/{ch}/coupons/{key}/issues", access.CouponsWrite, a.issueCoupon},
+		{"POST", "/api/v1/channels/{ch}/coupons/{key}/redemptions", access.CouponsRedeem, a.redeemCoupon},
 	}
 }
 

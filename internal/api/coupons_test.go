@@ -134,7 +134,7 @@ func TestCouponIssuedByABroadcastAndRedeemed(t *testing.T) {
 			t.Errorf("redeem a coupon turned off: %s", r.raw)
 		}
 
-		expect(t, call(t, h, op, "DELETE", ch+"/coupons/gift", nil), http.StatusForbidden)
+		expect(t, call(t, h, token(t, h, staff.Analyst, h.Ch), "DELETE", ch+"/coupons/gift", nil), http.StatusForbidden)
 		expect(t, call(t, h, admin, "DELETE", ch+"/coupons/gift", nil), http.StatusOK)
 		expect(t, call(t, h, admin, "DELETE", ch+"/coupons/gift", nil), http.StatusNotFound)
 		expect(t, call(t, h, op, "GET", ch+"/coupons/gift", nil), http.StatusNotFound)

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/linestep/linestep/internal/access"
 	"github.com/linestep/linestep/internal/delivery"
 )
 
@@ -27,8 +28,8 @@ type deliveryJSON struct {
 
 func (a *API) deliveryRoutes() []route {
 	return []route{
-		{"GET", "/api/v1/channels/{ch}/friends/{id}/deliveries", read, a.friendDeliveries},
-		{"GET", "/api/v1/channels/{ch}/deliveries/counts", read, a.deliveryCounts},
+		{"GET", "/api/v1/channels/{ch}/friends/{id}/deliveries", access.DeliveriesRead, a.friendDeliveries},
+		{"GET", "/api/v1/channels/{ch}/deliveries/counts", access.DeliveriesRead, a.deliveryCounts},
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/linestep/linestep/internal/access"
 	"github.com/linestep/linestep/internal/friend"
 	"github.com/linestep/linestep/internal/store"
 )
@@ -29,10 +30,10 @@ func toFieldJSON(f friend.Field) fieldJSON {
 
 func (a *API) fieldRoutes() []route {
 	return []route{
-		{"GET", "/api/v1/channels/{ch}/fields", read, a.listFields},
-		{"POST", "/api/v1/channels/{ch}/fields", manage, a.defineField},
-		{"PUT", "/api/v1/channels/{ch}/friends/{id}/fields/{key}", write, a.setField},
-		{"DELETE", "/api/v1/channels/{ch}/friends/{id}/fields/{key}", write, a.clearField},
+		{"GET", "/api/v1/channels/{ch}/fields", access.FriendsRead, a.listFields},
+		{"POST", "/api/v1/channels/{ch}/fields", access.FieldsManage, a.defineField},
+		{"PUT", "/api/v1/channels/{ch}/friends/{id}/fields/{key}", access.FriendsWrite, a.setField},
+		{"DELETE", "/api/v1/channels/{ch}/friends/{id}/fields/{key}", access.FriendsWrite, a.clearField},
 	}
 }
 

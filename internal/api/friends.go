@@ -4,11 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/linestep/linestep/internal/access"
+	"github.com/linestep/linestep/internal/audit"
 	"github.com/linestep/linestep/internal/friend"
 	"github.com/linestep/linestep/internal/store"
 )
@@ -38,7 +42,13 @@ type friendDetail struct {
 	Fields map[string]string `json:"fields"`
 }
 
-func toFriendJSON(f friend.Friend) friendJSON {
+// toFriendJSON shows a friend as the caller may see it: the name masked and the
+// picture left out without friends:read_pii.
+func toFriendJSON(f friend.Friend, p access.Principal) friendJSON {
+	f.DisplayName = p.Show(f.DisplayName, true)
+	if !p.Can(access.FriendsReadPII) {
+		f.PictureURL = ""
+	}
 	return friendJSON{ID: f.ID, LineUserID: f.LineUserID, Status: f.Status, DisplayName: f.DisplayName, PictureURL: f.PictureURL,
 		Language: f.Language, FirstFollowedAt: at(f.FirstFollowedAt), FollowedAt: at(f.FollowedAt), BlockedAt: at(f.BlockedAt),
 		Unblocked: f.Unblocked, FollowCount: f.FollowCount, LastMessageAt: at(f.LastMessageAt), CreatedAt: at(f.CreatedAt)}
@@ -59,9 +69,9 @@ type messageJSON struct {
 
 func (a *API) friendRoutes() []route {
 	return []route{
-		{"GET", "/api/v1/channels/{ch}/friends", read, a.listFriends},
-		{"GET", "/api/v1/channels/{ch}/friends/{id}", read, a.getFriend},
-		{"GET", "/api/v1/channels/{ch}/friends/{id}/messages", read, a.friendMessages},
+		{"GET", "/api/v1/channels/{ch}/friends", access.FriendsRead, a.listFriends},
+		{"GET", "/api/v1/channels/{ch}/friends/{id}", access.FriendsRead, a.getFriend},
+		{"GET", "/api/v1/channels/{ch}/friends/{id}/messages", access.ChatsRead, a.friendMessages},
 	}
 }
 
@@ -99,8 +109,18 @@ func (a *API) listFriends(w http.ResponseWriter, r *http.Request, c *call) error
 		return err
 	}
 	out := make([]friendJSON, 0, len(fs))
+	ids := make([]string, 0, len(fs))
 	for _, fr := range fs {
-		out = append(out, toFriendJSON(fr))
+		out = append(out, toFriendJSON(fr, c.p))
+		ids = append(ids, strconv.FormatInt(fr.ID, 10))
+	}
+	if len(fs) > 0 && c.p.Can(access.FriendsReadPII) {
+		// Names were read unmasked: the trail says whose, in one record per page.
+		err := a.recordView(r, c, audit.Record{Subject: "friends", Fields: []string{"display_name", "picture"},
+			Detail: map[string]string{"count": strconv.Itoa(len(fs)), "friend_ids": strings.Join(ids, " ")}})
+		if err != nil {
+			return err
+		}
 	}
 	body := map[string]any{"friends": out}
 	if len(fs) == f.Limit {
@@ -123,12 +143,40 @@ func (a *API) getFriend(w http.ResponseWriter, r *http.Request, c *call) error {
 	if err != nil {
 		return err
 	}
-	out := friendDetail{friendJSON: toFriendJSON(f), Tags: []string{}, Fields: values}
+	defs, err := a.cfg.Friends.Fields(r.Context(), c.channel)
+	if err != nil {
+		return err
+	}
+	shown := []string{"display_name", "picture"}
+	for _, d := range defs {
+		if v, ok := values[d.Key]; ok {
+			values[d.Key] = c.p.Show(v, d.Sensitivity.Personal())
+			if d.Sensitivity.Personal() {
+				shown = append(shown, d.Key)
+			}
+		}
+	}
+	out := friendDetail{friendJSON: toFriendJSON(f, c.p), Tags: []string{}, Fields: values}
 	for _, t := range tags {
 		out.Tags = append(out.Tags, t.Name)
 	}
+	// A masked answer showed nothing personal; an unmasked one is on the record.
+	if c.p.Can(access.FriendsReadPII) {
+		if err := a.recordView(r, c, audit.Record{Subject: audit.Subject("friend", f.ID), Fields: shown}); err != nil {
+			return err
+		}
+	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// recordView writes a friend.view audit record for what the caller read.
+func (a *API) recordView(r *http.Request, c *call, rec audit.Record) error {
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	rec.Actor, rec.Action, rec.ChannelID = audit.Token(c.token.ID, c.token.Name), audit.FriendView, c.channel
+	rec.ClientAddr, rec.UserAgent = host, r.UserAgent()
+	_, err := a.cfg.Audit.Add(r.Context(), rec)
+	return err
 }
 
 func (a *API) friendMessages(w http.ResponseWriter, r *http.Request, c *call) error {

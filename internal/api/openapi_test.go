@@ -8,8 +8,6 @@ import (
 	"testing"
 
 	"github.com/goccy/go-yaml"
-
-	"github.com/linestep/linestep/internal/staff"
 )
 
 // The contract and the code must not drift: every route is documented, every documented
@@ -82,24 +80,3 @@ func TestOpenAPIMatchesTheRoutes(t *testing.T) {
 		}
 	}
 }
-
-func TestRolesAllow(t *testing.T) {
-	for _, tc := range []struct {
-		role                string
-		read, write, manage bool
-	}{
-		{"owner", true, true, true},
-		{"admin", true, true, true},
-		{"operator", true, true, false},
-		{"analyst", true, false, false},
-		{"nobody", false, false, false},
-	} {
-		for p, want := range map[perm]bool{read: tc.read, write: tc.write, manage: tc.manage} {
-			if got := allowed(roleOf(tc.role), p); got != want {
-				t.Errorf("%s may %d: %v, want %v", tc.role, p, got, want)
-			}
-		}
-	}
-}
-
-func roleOf(s string) staff.Role { return staff.Role(s) }

@@ -38,7 +38,9 @@ func texts(t *testing.T, h *servertest.Harness, u string) []string {
 func TestFriendsTagsAndATagTriggeredScenario(t *testing.T) {
 	testutil.EachDSN(t, func(t *testing.T, dsn string) {
 		h := servertest.Start(t, dsn)
-		tok := token(t, h, staff.Operator, h.Ch)
+		// An admin reads personal data; an operator sees it masked.
+		tok := token(t, h, staff.Admin, h.Ch)
+		masked := token(t, h, staff.Operator, h.Ch)
 		ch := "/api/v1/channels/" + h.Ch
 		hostile := `<script>alert("x")</script>`
 		u, id := follow(t, h, hostile)
@@ -53,6 +55,10 @@ func TestFriendsTagsAndATagTriggeredScenario(t *testing.T) {
 		fs := r.body["friends"].([]any)
 		if len(fs) != 2 || fs[0].(map[string]any)["id"] != float64(other) || fs[1].(map[string]any)["display_name"] != hostile {
 			t.Fatalf("friends, newest first: %s", r.raw)
+		}
+		r = expect(t, call(t, h, masked, "GET", ch+"/friends", nil), http.StatusOK)
+		if fs := r.body["friends"].([]any); fs[0].(map[string]any)["display_name"] != "佐*" || bytes.Contains(r.raw, []byte("script")) {
+			t.Errorf("an operator's list is not masked: %s", r.raw)
 		}
 		r = expect(t, call(t, h, tok, "GET", ch+"/friends?limit=1", nil), http.StatusOK)
 		if r.body["next_after"] != float64(other) || len(r.body["friends"].([]any)) != 1 {

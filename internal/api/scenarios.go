@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/linestep/linestep/internal/access"
 	"github.com/linestep/linestep/internal/friend"
 	"github.com/linestep/linestep/internal/message"
 	"github.com/linestep/linestep/internal/scenario"
@@ -51,13 +52,13 @@ type enrolmentJSON struct {
 
 func (a *API) scenarioRoutes() []route {
 	return []route{
-		{"GET", "/api/v1/channels/{ch}/scenarios", read, a.listScenarios},
-		{"GET", "/api/v1/channels/{ch}/scenarios/{key}", read, a.getScenario},
-		{"PUT", "/api/v1/channels/{ch}/scenarios/{key}", write, a.putScenario},
-		{"DELETE", "/api/v1/channels/{ch}/scenarios/{key}", manage, a.deleteScenario},
-		{"POST", "/api/v1/channels/{ch}/scenarios/{key}/start", write, a.startScenario},
-		{"POST", "/api/v1/channels/{ch}/scenarios/{key}/stop", write, a.stopScenario},
-		{"GET", "/api/v1/channels/{ch}/friends/{id}/enrolments", read, a.friendEnrolments},
+		{"GET", "/api/v1/channels/{ch}/scenarios", access.ScenariosRead, a.listScenarios},
+		{"GET", "/api/v1/channels/{ch}/scenarios/{key}", access.ScenariosRead, a.getScenario},
+		{"PUT", "/api/v1/channels/{ch}/scenarios/{key}", access.ScenariosWrite, a.putScenario},
+		{"DELETE", "/api/v1/channels/{ch}/scenarios/{key}", access.ScenariosWrite, a.deleteScenario},
+		{"POST", "/api/v1/channels/{ch}/scenarios/{key}/start", access.ScenariosWrite, a.startScenario},
+		{"POST", "/api/v1/channels/{ch}/scenarios/{key}/stop", access.ScenariosWrite, a.stopScenario},
+		{"GET", "/api/v1/channels/{ch}/friends/{id}/enrolments", access.ScenariosRead, a.friendEnrolments},
 	}
 }
 

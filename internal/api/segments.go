@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/linestep/linestep/internal/access"
 	"github.com/linestep/linestep/internal/segment"
 	"github.com/linestep/linestep/internal/store"
 )
@@ -26,10 +27,10 @@ func toSegmentJSON(s segment.Saved) segmentJSON {
 
 func (a *API) segmentRoutes() []route {
 	return []route{
-		{"GET", "/api/v1/channels/{ch}/segments", read, a.listSegments},
-		{"GET", "/api/v1/channels/{ch}/segments/{key}", read, a.getSegment},
-		{"PUT", "/api/v1/channels/{ch}/segments/{key}", write, a.putSegment},
-		{"DELETE", "/api/v1/channels/{ch}/segments/{key}", manage, a.deleteSegment},
+		{"GET", "/api/v1/channels/{ch}/segments", access.BroadcastsRead, a.listSegments},
+		{"GET", "/api/v1/channels/{ch}/segments/{key}", access.BroadcastsRead, a.getSegment},
+		{"PUT", "/api/v1/channels/{ch}/segments/{key}", access.BroadcastsWrite, a.putSegment},
+		{"DELETE", "/api/v1/channels/{ch}/segments/{key}", access.BroadcastsWrite, a.deleteSegment},
 	}
 }
 

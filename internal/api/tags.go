@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/linestep/linestep/internal/access"
 	"github.com/linestep/linestep/internal/friend"
 	"github.com/linestep/linestep/internal/store"
 )
@@ -18,10 +19,10 @@ type tagJSON struct {
 
 func (a *API) tagRoutes() []route {
 	return []route{
-		{"GET", "/api/v1/channels/{ch}/tags", read, a.listTags},
-		{"POST", "/api/v1/channels/{ch}/tags", write, a.createTag},
-		{"PUT", "/api/v1/channels/{ch}/friends/{id}/tags/{name}", write, a.addTag},
-		{"DELETE", "/api/v1/channels/{ch}/friends/{id}/tags/{name}", write, a.removeTag},
+		{"GET", "/api/v1/channels/{ch}/tags", access.FriendsRead, a.listTags},
+		{"POST", "/api/v1/channels/{ch}/tags", access.FriendsWrite, a.createTag},
+		{"PUT", "/api/v1/channels/{ch}/friends/{id}/tags/{name}", access.FriendsWrite, a.addTag},
+		{"DELETE", "/api/v1/channels/{ch}/friends/{id}/tags/{name}", access.FriendsWrite, a.removeTag},
 	}
 }
 

@@ -24,7 +24,7 @@ func (s *Server) routes() (http.Handler, error) {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", s.Metrics.Handler())
 	mux.Handle("/api/", api.New(api.Config{
-		DB: s.DB, Channels: s.Channels, Friends: s.Friends, Scenarios: s.Scenarios, Delivery: s.Delivery,
+		DB: s.DB, Access: s.Access, Audit: s.Audit, Channels: s.Channels, Friends: s.Friends, Scenarios: s.Scenarios, Delivery: s.Delivery,
 		Broadcasts: s.Broadcasts, Coupons: s.Coupons, Clock: s.cfg.Clock, Logger: s.cfg.Logger,
 	}))
 
