@@ -23,20 +23,21 @@ func (s *Server) routes() (http.Handler, error) {
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", s.Metrics.Handler())
-	mux.Handle("/api/", api.New(api.Config{
+	s.API = api.New(api.Config{
 		DB: s.DB, Access: s.Access, Audit: s.Audit, Channels: s.Channels, Friends: s.Friends, Scenarios: s.Scenarios, Delivery: s.Delivery,
 		Broadcasts: s.Broadcasts, Coupons: s.Coupons, Clock: s.cfg.Clock, Logger: s.cfg.Logger,
-	}))
+	})
+	mux.Handle("/api/", s.API)
 
 	// The console: browser pages, with security headers and cross-origin form posts
 	// refused (Sec-Fetch-Site / Origin checks).
 	console := http.NewServeMux()
-	c := &web.Console{
+	s.Console = &web.Console{
 		DB: s.DB, Staff: s.Staff, Access: s.Access, Channels: s.Channels, Friends: s.Friends,
 		Scenarios: s.Scenarios, Broadcasts: s.Broadcasts, Coupons: s.Coupons, Replies: s.Replies,
 		Delivery: s.Delivery, Inbox: s.Inbox, Audit: s.Audit, Events: s.Processor, Clock: s.cfg.Clock, Logger: s.cfg.Logger,
 	}
-	if err := c.Routes(console); err != nil {
+	if err := s.Console.Routes(console); err != nil {
 		return nil, err
 	}
 	mux.Handle("/", web.SecurityHeaders(http.NewCrossOriginProtection().Handler(console)))

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/linestep/linestep/internal/access"
+	"github.com/linestep/linestep/internal/api"
 	"github.com/linestep/linestep/internal/audit"
 	"github.com/linestep/linestep/internal/autoreply"
 	"github.com/linestep/linestep/internal/broadcast"
@@ -32,6 +33,7 @@ import (
 	"github.com/linestep/linestep/internal/scenario"
 	"github.com/linestep/linestep/internal/staff"
 	"github.com/linestep/linestep/internal/store"
+	"github.com/linestep/linestep/internal/web"
 )
 
 // Config is what a server needs to start. Zero values take the documented defaults.
@@ -81,6 +83,9 @@ type Server struct {
 	Coupons    *coupon.Service
 	Inbox      *inbox.Service
 	Audit      *audit.Log
+	// The console and the API, kept for the tests that walk their routes.
+	Console *web.Console
+	API     *api.API
 
 	handler http.Handler
 	ready   atomic.Bool // serving: what /readyz reports
