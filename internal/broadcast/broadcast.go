@@ -57,7 +57,9 @@ type VarsFunc func(ctx context.Context, q store.Querier, channelID string, frien
 
 // Config tunes expansion. Zero values take the defaults.
 type Config struct {
-	// Chunk is how many friends one transaction writes into the outbox; default 2,000.
+	// Chunk is how many friends one transaction writes into the outbox; default 2,000
+	// for personalised content (rendered per friend), 10,000 for content the same for
+	// everyone (twenty multicast batches a transaction).
 	Chunk int
 	// PollInterval is how often scheduled broadcasts are looked for; default 1 s.
 	PollInterval time.Duration
@@ -73,6 +75,8 @@ type Service struct {
 	cfg        Config
 	wake       chan struct{}
 
+	identicalChunk int // Chunk for content the same for everyone
+
 	// ExtraVars, when set, supplies variables beyond the friend's (coupons), and
 	// CheckVars checks, when a broadcast is created, that those it names exist.
 	ExtraVars VarsFunc
@@ -81,13 +85,15 @@ type Service struct {
 
 // New returns the broadcast service.
 func New(db *store.DB, clk clock.Clock, friends *friend.Service, deliveries *delivery.Service, logger *slog.Logger, cfg Config) *Service {
+	identicalChunk := cfg.Chunk
 	if cfg.Chunk <= 0 {
-		cfg.Chunk = 2000
+		cfg.Chunk, identicalChunk = 2000, 10_000
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
 	}
-	return &Service{db: db, clock: clk, friends: friends, deliveries: deliveries, logger: logger, cfg: cfg, wake: make(chan struct{}, 1)}
+	return &Service{db: db, clock: clk, friends: friends, deliveries: deliveries, logger: logger, cfg: cfg,
+		identicalChunk: identicalChunk, wake: make(chan struct{}, 1)}
 }
 
 // Notify wakes the expander.
@@ -264,6 +270,12 @@ func (s *Service) Cancel(ctx context.Context, channelID string, id int64) (int64
 			return fmt.Errorf("broadcast: cancel: %w", err)
 		}
 		cancelled, _ = res.RowsAffected()
+		// Identical content waits in whole batches: those no dispatcher has claimed yet.
+		n, err := s.deliveries.CancelQueued(ctx, tx, "broadcast", id, "broadcast cancelled")
+		if err != nil {
+			return fmt.Errorf("broadcast: cancel: %w", err)
+		}
+		cancelled += n
 		return nil
 	})
 	return cancelled, err

@@ -77,11 +77,15 @@ func (s *Service) expandChunk(ctx context.Context, tx *store.Tx, b Broadcast, cu
 		s.logger.Warn("broadcast segment no longer resolves; failed", "broadcast", b.ID, "err", err)
 		return s.fail(ctx, tx, b.ID, now, fmt.Errorf("segment: %w", err))
 	}
-	members, err := segment.Page(ctx, tx, c, now, cursor, s.cfg.Chunk)
+	names := b.Template.Variables()
+	chunk := s.cfg.Chunk
+	if len(names) == 0 {
+		chunk = s.identicalChunk
+	}
+	members, err := segment.Page(ctx, tx, c, now, cursor, chunk)
 	if err != nil {
 		return err
 	}
-	names := b.Template.Variables()
 	var same []json.RawMessage // content that is the same for everyone, rendered once
 	if len(names) == 0 {
 		if same, err = b.Template.Render(nil); err != nil {
@@ -114,7 +118,7 @@ func (s *Service) expandChunk(ctx context.Context, tx *store.Tx, b Broadcast, cu
 	}
 	written := len(items)
 	state, finished := Sending, sql.NullInt64{}
-	if len(members) < s.cfg.Chunk {
+	if len(members) < chunk {
 		state, finished = Done, store.NullMillis(now)
 	}
 	if len(members) > 0 {

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/linestep/linestep/internal/clock"
@@ -193,32 +194,30 @@ func (s *Service) Enqueue(ctx context.Context, tx *store.Tx, it Item) (int64, er
 	return id, nil
 }
 
-// EnqueueMany writes many deliveries inside the caller's transaction, several rows per
-// statement: how a broadcast fills the outbox fast. Items sharing a messages slice
-// (identical content) are encoded and hashed once.
+// EnqueueMany writes many deliveries inside the caller's transaction: how a broadcast or
+// a scenario step reached by many friends at once fills the outbox fast.
+//
+// Items with identical content (sharing a messages slice, encoded and hashed once) for
+// several friends of a channel, due now and without a reply token, go straight into
+// multicast batches of up to 500 distinct users: one batch row per call, each delivery
+// written once as 'sending' in its batch. A dispatcher then claims the batch whole (see
+// claimQueued); until then it is 'queued', and cancelling or a block can still take its
+// deliveries out. The rest is written as pending deliveries, several rows per statement,
+// and grouped by the dispatcher when it claims them.
 func (s *Service) EnqueueMany(ctx context.Context, tx *store.Tx, items []Item) error {
-	const cols = 12
-	const perStatement = 250 // well under SQLite's and PostgreSQL's bound-parameter limits
 	now := s.clock.Now()
-	nowMs := store.Millis(now)
-	notify := false
 	type encoded struct{ json, hash string }
 	cache := map[*json.RawMessage]encoded{}
-	args := make([]any, 0, perStatement*cols)
-	flush := func(rows int) error {
-		if rows == 0 {
-			return nil
-		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO deliveries (channel_id, friend_id, line_user_id, source, source_id,
-			source_ref, messages, content_hash, reply_token, reply_expires_at, due_at, created_at) VALUES `+store.Placeholders(rows, cols), args...)
-		args = args[:0]
-		if err != nil {
-			return fmt.Errorf("delivery: enqueue: %w", err)
-		}
-		return nil
+	var loose []looseRow
+	type group struct {
+		channelID, json, hash string
+		items                 []*Item
 	}
-	rows := 0
-	for _, it := range items {
+	groups := map[string]*group{}
+	var order []string
+	notify := false
+	for i := range items {
+		it := &items[i]
 		if err := it.Check(); err != nil {
 			return err
 		}
@@ -236,20 +235,170 @@ func (s *Service) EnqueueMany(ctx context.Context, tx *store.Tx, items []Item) e
 			due = now
 		}
 		notify = notify || !due.After(now)
-		args = append(args, it.ChannelID, it.FriendID, it.LineUserID, it.Source, it.SourceID, it.SourceRef, enc.json, enc.hash,
-			it.ReplyToken, store.NullMillis(it.ReplyExpiresAt), store.Millis(due), nowMs)
-		if rows++; rows == perStatement {
-			if err := flush(rows); err != nil {
-				return err
+		if it.ReplyToken == "" && !due.After(now) {
+			key := it.ChannelID + "\x00" + enc.hash
+			g, ok := groups[key]
+			if !ok {
+				g = &group{channelID: it.ChannelID, json: enc.json, hash: enc.hash}
+				groups[key] = g
+				order = append(order, key)
 			}
-			rows = 0
+			g.items = append(g.items, it)
+			continue
+		}
+		loose = append(loose, looseRow{it: it, json: enc.json, hash: enc.hash, due: due})
+	}
+	var members []memberRow
+	for _, key := range order {
+		g := groups[key]
+		if len(g.items) < 2 {
+			// Content for one friend alone leaves by push, grouped at claim time with any
+			// identical content queued meanwhile.
+			loose = append(loose, looseRow{it: g.items[0], json: g.json, hash: g.hash, due: now})
+			continue
+		}
+		for _, chunk := range chunkItems(g.items) {
+			source, sourceID := chunk[0].Source, chunk[0].SourceID
+			for _, it := range chunk[1:] {
+				if it.Source != source {
+					source, sourceID = "", 0
+					break
+				}
+				if it.SourceID != sourceID {
+					sourceID = 0
+				}
+			}
+			method := MethodMulticast
+			if len(chunk) == 1 {
+				method = MethodPush
+			}
+			var batchID int64
+			if err := tx.QueryRowContext(ctx, `INSERT INTO batches (channel_id, method, messages, recipients, size, state, lease_until,
+				created_at, source, source_id) VALUES (?, ?, ?, '', ?, 'queued', 0, ?, ?, ?) RETURNING id`,
+				g.channelID, method, g.json, len(chunk), store.Millis(now), source, sourceID).Scan(&batchID); err != nil {
+				return fmt.Errorf("delivery: enqueue: batch: %w", err)
+			}
+			for _, it := range chunk {
+				members = append(members, memberRow{it: it, hash: g.hash, batchID: batchID})
+			}
 		}
 	}
-	if err := flush(rows); err != nil {
+	if err := s.insertMembers(ctx, tx, members, now); err != nil {
+		return err
+	}
+	if err := s.insertLoose(ctx, tx, loose, now); err != nil {
 		return err
 	}
 	if notify {
 		tx.AfterCommit(s.Notify)
+	}
+	return nil
+}
+
+// chunkItems splits identical items into calls of at most line.MaxMulticast distinct
+// users: a user with two identical deliveries gets them in two calls, as intended.
+func chunkItems(items []*Item) [][]*Item {
+	var out [][]*Item
+	for len(items) > 0 {
+		seen := make(map[string]bool, min(len(items), line.MaxMulticast))
+		var chunk, rest []*Item
+		for _, it := range items {
+			if len(chunk) < line.MaxMulticast && !seen[it.LineUserID] {
+				seen[it.LineUserID] = true
+				chunk = append(chunk, it)
+			} else {
+				rest = append(rest, it)
+			}
+		}
+		out = append(out, chunk)
+		items = rest
+	}
+	return out
+}
+
+// looseRow is a pending delivery: the dispatcher groups it when it claims it.
+type looseRow struct {
+	it         *Item
+	json, hash string
+	due        time.Time
+}
+
+// memberRow is a delivery written into its batch at once. Its messages stay in the
+// batch row alone (the delivery's own column is empty), and its method is set when sent.
+type memberRow struct {
+	it      *Item
+	hash    string
+	batchID int64
+}
+
+// insertMembers writes batched deliveries. PostgreSQL takes each column as one array
+// (one statement, one round trip, whatever the count); SQLite a multi-row INSERT per
+// 500 rows, one statement form for all full chunks.
+func (s *Service) insertMembers(ctx context.Context, tx *store.Tx, rows []memberRow, now time.Time) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	nowMs := store.Millis(now)
+	if tx.Dialect() == store.Postgres {
+		n := len(rows)
+		chs, users, srcs, refs, hashes := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		fids, sids, bids := make([]int64, n), make([]int64, n), make([]int64, n)
+		for i, r := range rows {
+			chs[i], fids[i], users[i], srcs[i], sids[i], refs[i], hashes[i], bids[i] =
+				r.it.ChannelID, r.it.FriendID, r.it.LineUserID, r.it.Source, r.it.SourceID, r.it.SourceRef, r.hash, r.batchID
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO deliveries (channel_id, friend_id, line_user_id, source, source_id, source_ref,
+			messages, content_hash, state, batch_id, due_at, created_at)
+			SELECT u.ch, u.fid, u.uid, u.src, u.sid, u.ref, '', u.hash, 'sending', u.bid, ?, ?
+			FROM unnest(?::text[], ?::bigint[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::bigint[])
+				AS u(ch, fid, uid, src, sid, ref, hash, bid)`,
+			nowMs, nowMs, chs, fids, users, srcs, sids, refs, hashes, bids)
+		if err != nil {
+			return fmt.Errorf("delivery: enqueue: %w", err)
+		}
+		return nil
+	}
+	const cols = 8
+	args := make([]any, 0, 2+line.MaxMulticast*cols)
+	for start := 0; start < len(rows); start += line.MaxMulticast {
+		chunk := rows[start:min(start+line.MaxMulticast, len(rows))]
+		args = append(args[:0], nowMs, nowMs) // due_at and created_at, ahead of the rows in the text
+		for _, r := range chunk {
+			args = append(args, r.it.ChannelID, r.it.FriendID, r.it.LineUserID, r.it.Source, r.it.SourceID, r.it.SourceRef, r.hash, r.batchID)
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO deliveries (channel_id, friend_id, line_user_id, source, source_id, source_ref,
+			messages, content_hash, state, batch_id, due_at, created_at)
+			SELECT column1, column2, column3, column4, column5, column6, '', column7, 'sending', column8, ?, ?
+			FROM (VALUES `+store.Placeholders(len(chunk), cols)+`)`, args...)
+		if err != nil {
+			return fmt.Errorf("delivery: enqueue: %w", err)
+		}
+	}
+	return nil
+}
+
+// insertLoose writes pending deliveries, several rows per statement.
+func (s *Service) insertLoose(ctx context.Context, tx *store.Tx, rows []looseRow, now time.Time) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	nowMs := store.Millis(now)
+	const cols = 12
+	const perStatement = 250 // well under SQLite's and PostgreSQL's bound-parameter limits
+	args := make([]any, 0, perStatement*cols)
+	for start := 0; start < len(rows); start += perStatement {
+		chunk := rows[start:min(start+perStatement, len(rows))]
+		args = args[:0]
+		for _, r := range chunk {
+			it := r.it
+			args = append(args, it.ChannelID, it.FriendID, it.LineUserID, it.Source, it.SourceID, it.SourceRef, r.json, r.hash,
+				it.ReplyToken, store.NullMillis(it.ReplyExpiresAt), store.Millis(r.due), nowMs)
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO deliveries (channel_id, friend_id, line_user_id, source, source_id,
+			source_ref, messages, content_hash, reply_token, reply_expires_at, due_at, created_at) VALUES `+store.Placeholders(len(chunk), cols), args...)
+		if err != nil {
+			return fmt.Errorf("delivery: enqueue: %w", err)
+		}
 	}
 	return nil
 }
@@ -261,15 +410,79 @@ func ContentHash(messagesJSON []byte) string {
 	return hex.EncodeToString(h[:16])
 }
 
-// DropPending drops a friend's deliveries not yet handed to a batch: they blocked the
-// account, and LINE would not deliver them anyway.
+// DropPending drops a friend's deliveries not yet handed to LINE: those pending, and
+// those in a batch no dispatcher has claimed yet. They blocked the account, and LINE
+// would not deliver them anyway.
 func (s *Service) DropPending(ctx context.Context, tx *store.Tx, friendID int64, reason string) (int64, error) {
 	res, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = ?, last_error = ? WHERE friend_id = ? AND state = ?`,
 		Dropped, reason, friendID, Pending)
 	if err != nil {
 		return 0, fmt.Errorf("delivery: drop pending: %w", err)
 	}
-	return res.RowsAffected()
+	n, _ := res.RowsAffected()
+	m, err := s.takeFromQueued(ctx, tx, `SELECT batch_id FROM deliveries WHERE friend_id = ? AND state = 'sending'`, []any{friendID},
+		`friend_id = ?`, []any{friendID}, Dropped, reason)
+	return n + m, err
+}
+
+// CancelQueued cancels the deliveries of a source (a broadcast) that wait in batches no
+// dispatcher has claimed yet; those claimed are with LINE, or about to be.
+func (s *Service) CancelQueued(ctx context.Context, tx *store.Tx, source string, sourceID int64, reason string) (int64, error) {
+	return s.takeFromQueued(ctx, tx, `SELECT id FROM batches WHERE source = ? AND source_id = ? AND state = 'queued'`,
+		[]any{source, sourceID}, `source = ? AND source_id = ?`, []any{source, sourceID}, Cancelled, reason)
+}
+
+// takeFromQueued moves the deliveries matching where, in the queued batches batchQuery
+// names, to state. The batches are locked first (PostgreSQL): a dispatcher claiming one
+// meanwhile holds it until its claim commits, and then it is no longer queued; so a
+// delivery is either in the call or taken out, never both. A batch left empty is
+// cancelled; one with members left is sent without those taken out (the claim reads
+// its members).
+func (s *Service) takeFromQueued(ctx context.Context, tx *store.Tx, batchQuery string, bargs []any, where string, wargs []any,
+	state, reason string) (int64, error) {
+	lock := ""
+	if tx.Dialect() == store.Postgres {
+		lock = " FOR UPDATE"
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM batches WHERE state = 'queued' AND id IN (`+batchQuery+`) ORDER BY id`+lock, bargs...)
+	if err != nil {
+		return 0, fmt.Errorf("delivery: take from queued batches: %w", err)
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(ids) == 0 {
+		return 0, err
+	}
+	var total int64
+	for start := 0; start < len(ids); start += 500 {
+		chunk := ids[start:min(start+500, len(ids))]
+		args := append([]any{state, reason}, wargs...)
+		for _, id := range chunk {
+			args = append(args, id)
+		}
+		in := strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",")
+		res, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = ?, last_error = ? WHERE `+where+` AND state = 'sending'
+			AND batch_id IN (`+in+`)`, args...)
+		if err != nil {
+			return 0, fmt.Errorf("delivery: take from queued batches: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		total += n
+		if _, err := tx.ExecContext(ctx, `UPDATE batches SET state = 'cancelled', last_error = ? WHERE id IN (`+in+`)
+			AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.batch_id = batches.id AND d.state = 'sending')`,
+			append([]any{reason}, args[2+len(wargs):]...)...); err != nil {
+			return 0, fmt.Errorf("delivery: take from queued batches: %w", err)
+		}
+	}
+	return total, nil
 }
 
 // Register drops a friend's pending deliveries when they block the account. It must be
@@ -322,7 +535,7 @@ func (s *Service) ForSource(ctx context.Context, source string, sourceID int64) 
 
 func (s *Service) query(ctx context.Context, where string, args ...any) ([]Record, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT d.id, d.channel_id, d.friend_id, d.source, COALESCE(d.source_id, 0), d.source_ref,
-		d.state, d.method, COALESCE(d.batch_id, 0), d.last_error, d.messages, d.due_at, d.created_at, d.sent_at,
+		d.state, d.method, COALESCE(d.batch_id, 0), d.last_error, COALESCE(NULLIF(d.messages, ''), b.messages, ''), d.due_at, d.created_at, d.sent_at,
 		COALESCE(b.request_id, ''), COALESCE(b.accepted_earlier, 0)
 		FROM deliveries d LEFT JOIN batches b ON b.id = d.batch_id `+where, args...)
 	if err != nil {

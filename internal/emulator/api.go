@@ -285,6 +285,8 @@ func (ch *channel) deliver(req *apiRequest, via string, msgs []json.RawMessage, 
 			RetryKey: req.retryKey, Messages: msgs})
 		n++
 	}
+	ch.delivered += n
+	ch.messagesDelivered += n * len(msgs)
 	return n
 }
 

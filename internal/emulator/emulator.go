@@ -154,6 +154,9 @@ type channel struct {
 	events      map[string][]byte // sent webhook events by ID, for redelivery
 	eventOrder  []string
 	usage       int64
+
+	delivered, messagesDelivered int       // (user, request) deliveries and their messages, for Stats
+	lastSweep                    time.Time // when forgetExpired last walked the maps
 }
 
 type user struct {

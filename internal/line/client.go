@@ -143,14 +143,18 @@ func DefaultHTTPClient() *http.Client {
 
 // newLimiter holds an endpoint under its published limit. LINE counts requests in a
 // window; a token bucket of rate r and burst b admits at most b + r·T in any window T.
-// With r = 95% and b = 5% of the limit, no window of the limit's length exceeds it, and
-// a steady sender still reaches 95% of the limit.
+// The requests reach LINE a little later than they leave, and not all equally late: a
+// window at LINE can see those of a window jitter longer here. So b + r·(Per + jitter)
+// must not exceed the limit: with b = 1% of it and jitter 20 ms, a steady sender gets
+// 97% of a per-second limit (first measured: 5% burst and 95% rate left the personalised
+// broadcast at 0.94 of LINE's push limit once start-up is counted).
 func newLimiter(l Limit) *rate.Limiter {
 	if l.Requests <= 0 || l.Per <= 0 {
 		return rate.NewLimiter(rate.Inf, 1)
 	}
-	burst := max(1, l.Requests/20)
-	r := rate.Limit(float64(l.Requests-burst) / l.Per.Seconds())
+	const jitter = 20 * time.Millisecond
+	burst := max(1, l.Requests/100)
+	r := rate.Limit(float64(l.Requests-burst) / (l.Per + jitter).Seconds())
 	return rate.NewLimiter(r, burst)
 }
 
