@@ -192,6 +192,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.Audit = audit.NewLog(db, cfg.Clock)
 	s.Staff.Keys, s.Staff.Logger = keys, cfg.Logger
 	s.Staff.RequireTOTP = func(r staff.Role) bool { return s.Access.RequireTOTP(context.Background(), string(r)) }
+	// Every sign-in outcome goes to the audit log too, in the transaction that records it.
+	s.Staff.Audit = func(ctx context.Context, tx *store.Tx, rec audit.Record) error {
+		_, err := s.Audit.Append(ctx, tx, rec)
+		return err
+	}
 	// Suspicious sign-ins are shown in the console; they can also go to a webhook
 	// (a chat room, an on-call tool).
 	if u := cfg.Getenv("LINESTEP_SECURITY_WEBHOOK"); u != "" {

@@ -84,15 +84,17 @@ func (a attempt) forMember(m Member) attempt {
 	return a
 }
 
-func (s *Service) record(ctx context.Context, q store.Querier, a attempt) error {
-	_, err := q.ExecContext(ctx, `INSERT INTO staff_login_attempts
+// record writes an attempt to the sign-in history, and through the Audit hook to the
+// audit log, in tx.
+func (s *Service) record(ctx context.Context, tx *store.Tx, a attempt) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO staff_login_attempts
 		(at, action, login, login_key, staff_id, client_addr, addr_key, user_agent, outcome, factor)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		store.Millis(a.At), a.Action, a.Login, a.LoginKey, nullID(a.StaffID), a.ClientAddr, a.AddrKey, a.UserAgent, a.Outcome, a.Factor)
 	if err != nil {
 		return fmt.Errorf("staff: record sign-in attempt: %w", err)
 	}
-	return nil
+	return s.auditAttempt(ctx, tx, a)
 }
 
 // recordFailure records a failed attempt and its consequences (lock, flags) in one

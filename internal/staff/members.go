@@ -51,7 +51,7 @@ func checkRole(role Role) message.Problems {
 // send them IssueLoginLink, and SignInWithLink lets them set a password first. Problems
 // with the fields come back as message.Problems; a login in use as ErrLoginTaken. Who may
 // grant which role is for the caller to check.
-func (s *Service) CreateMember(ctx context.Context, login, name string, role Role, password string) (Member, error) {
+func (s *Service) CreateMember(ctx context.Context, login, name string, role Role, password string, also ...Also) (Member, error) {
 	login, name = NormalizeLogin(login), strings.TrimSpace(name)
 	ps := checkMember(login, name, role)
 	if password != "" {
@@ -74,12 +74,23 @@ func (s *Service) CreateMember(ctx context.Context, login, name string, role Rol
 	}
 	var id int64
 	err := s.db.WriteTx(ctx, func(tx *store.Tx) error {
-		return tx.QueryRowContext(ctx, `INSERT INTO staff (login, name, role, password_hash, password_changed_at, created_at)
+		err := tx.QueryRowContext(ctx, `INSERT INTO staff (login, name, role, password_hash, password_changed_at, created_at)
 			VALUES (?, ?, ?, ?, ?, ?) RETURNING id`, login, name, role, hash, changed, store.Millis(now)).Scan(&id)
+		if err != nil || len(also) == 0 {
+			return err
+		}
+		m, err := s.byID(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		return runAlso(tx, m, also)
 	})
 	if err != nil {
 		if store.IsUniqueViolation(err) {
 			return Member{}, ErrLoginTaken
+		}
+		if len(also) > 0 {
+			return Member{}, err // the caller's own error, as it gave it
 		}
 		return Member{}, fmt.Errorf("staff: create member: %w", err)
 	}
@@ -120,42 +131,48 @@ func (s *Service) List(ctx context.Context) ([]Member, error) {
 }
 
 // SetRole changes a member's role; it takes effect at their next request.
-func (s *Service) SetRole(ctx context.Context, id int64, role Role) error {
+func (s *Service) SetRole(ctx context.Context, id int64, role Role, also ...Also) error {
 	if ps := checkRole(role); ps != nil {
 		return ps
 	}
-	return s.updateOne(ctx, "set role", "UPDATE staff SET role = ? WHERE id = ?", role, id)
+	return s.updateOne(ctx, id, also, "set role", "UPDATE staff SET role = ? WHERE id = ?", role, id)
 }
 
-func (s *Service) updateOne(ctx context.Context, what, query string, args ...any) error {
-	res, err := s.db.ExecContext(ctx, query, args...)
-	if err != nil {
-		return fmt.Errorf("staff: %s: %w", what, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("staff: %s: %w", what, store.ErrNotFound)
-	}
-	return nil
+// updateOne changes member id by query, then runs also, in one transaction.
+func (s *Service) updateOne(ctx context.Context, id int64, also []Also, what, query string, args ...any) error {
+	return s.db.WriteTx(ctx, func(tx *store.Tx) error {
+		m, err := s.byID(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, query, args...); err != nil {
+			return fmt.Errorf("staff: %s: %w", what, err)
+		}
+		return runAlso(tx, m, also)
+	})
 }
 
 // Disable stops a member from signing in and ends their sessions. Their history stays.
-func (s *Service) Disable(ctx context.Context, id int64) error {
+func (s *Service) Disable(ctx context.Context, id int64, also ...Also) error {
 	now := s.clock.Now()
 	return s.db.WriteTx(ctx, func(tx *store.Tx) error {
-		if _, err := s.byID(ctx, tx, id); err != nil {
+		m, err := s.byID(ctx, tx, id)
+		if err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, "UPDATE staff SET disabled_at = ? WHERE id = ? AND disabled_at IS NULL", store.Millis(now), id); err != nil {
 			return fmt.Errorf("staff: disable: %w", err)
 		}
-		_, err := endSessions(ctx, tx, id, nil, now)
-		return err
+		if _, err := endSessions(ctx, tx, id, nil, now); err != nil {
+			return err
+		}
+		return runAlso(tx, m, also)
 	})
 }
 
 // Enable lets a disabled member sign in again.
-func (s *Service) Enable(ctx context.Context, id int64) error {
-	return s.updateOne(ctx, "enable", "UPDATE staff SET disabled_at = NULL WHERE id = ?", id)
+func (s *Service) Enable(ctx context.Context, id int64, also ...Also) error {
+	return s.updateOne(ctx, id, also, "enable", "UPDATE staff SET disabled_at = NULL WHERE id = ?", id)
 }
 
 // ChangePassword changes the password of a session's member (a restricted session may:
@@ -165,7 +182,7 @@ func (s *Service) Enable(ctx context.Context, id int64) error {
 // CheckPassword (message.Problems) and differ from the current one. The member's other
 // sessions end; this one goes on, restricted only to two-factor set-up if their role
 // requires it and they have none. It returns the session as it now is.
-func (s *Service) ChangePassword(ctx context.Context, sessionToken, current, next string, c Client) (Current, error) {
+func (s *Service) ChangePassword(ctx context.Context, sessionToken, current, next string, c Client, also ...Also) (Current, error) {
 	cur, err := s.Current(ctx, sessionToken)
 	if err != nil {
 		return Current{}, err
@@ -233,7 +250,7 @@ func (s *Service) ChangePassword(ctx context.Context, sessionToken, current, nex
 		if err != nil {
 			return fmt.Errorf("staff: update session: %w", err)
 		}
-		return nil
+		return runAlso(tx, cur.Member, also)
 	})
 	if err != nil {
 		return Current{}, err
@@ -244,7 +261,7 @@ func (s *Service) ChangePassword(ctx context.Context, sessionToken, current, nex
 // SetPasswordByAdmin sets a member's password for them (the caller checks who may). It
 // must pass CheckPassword. Their sessions end. With mustChange, the member must choose
 // their own at their next sign-in, which is what a password told by someone else calls for.
-func (s *Service) SetPasswordByAdmin(ctx context.Context, staffID int64, password string, mustChange bool) error {
+func (s *Service) SetPasswordByAdmin(ctx context.Context, staffID int64, password string, mustChange bool, also ...Also) error {
 	m, err := s.Get(ctx, staffID)
 	if err != nil {
 		return err
@@ -263,24 +280,28 @@ func (s *Service) SetPasswordByAdmin(ctx context.Context, staffID int64, passwor
 		if err != nil {
 			return fmt.Errorf("staff: set password: %w", err)
 		}
-		_, err = endSessions(ctx, tx, staffID, nil, now)
-		return err
+		if _, err = endSessions(ctx, tx, staffID, nil, now); err != nil {
+			return err
+		}
+		return runAlso(tx, m, also)
 	})
 }
 
 // ForcePasswordChange is for evidence that a member's password is known to someone else:
 // their sessions end and their next sign-in must change the password first.
-func (s *Service) ForcePasswordChange(ctx context.Context, staffID int64) error {
+func (s *Service) ForcePasswordChange(ctx context.Context, staffID int64, also ...Also) error {
 	now := s.clock.Now()
 	return s.db.WriteTx(ctx, func(tx *store.Tx) error {
-		res, err := tx.ExecContext(ctx, "UPDATE staff SET must_change_password = TRUE WHERE id = ?", staffID)
+		m, err := s.byID(ctx, tx, staffID)
 		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE staff SET must_change_password = TRUE WHERE id = ?", staffID); err != nil {
 			return fmt.Errorf("staff: force password change: %w", err)
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("staff %d: %w", staffID, store.ErrNotFound)
+		if _, err = endSessions(ctx, tx, staffID, nil, now); err != nil {
+			return err
 		}
-		_, err = endSessions(ctx, tx, staffID, nil, now)
-		return err
+		return runAlso(tx, m, also)
 	})
 }

@@ -141,13 +141,27 @@ func (s *Service) RecentlyAuthenticated(c Current, within time.Duration) bool {
 }
 
 // EndSession signs a session out.
-func (s *Service) EndSession(ctx context.Context, token string) error {
-	_, err := s.db.ExecContext(ctx, "UPDATE staff_sessions SET ended_at = ? WHERE token_hash = ? AND ended_at IS NULL",
-		store.Millis(s.clock.Now()), hashToken(token))
-	if err != nil {
-		return fmt.Errorf("staff: end session: %w", err)
-	}
-	return nil
+// also runs only if a live session was ended.
+func (s *Service) EndSession(ctx context.Context, token string, also ...Also) error {
+	return s.db.WriteTx(ctx, func(tx *store.Tx) error {
+		var staffID int64
+		err := tx.QueryRowContext(ctx, "UPDATE staff_sessions SET ended_at = ? WHERE token_hash = ? AND ended_at IS NULL RETURNING staff_id",
+			store.Millis(s.clock.Now()), hashToken(token)).Scan(&staffID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("staff: end session: %w", err)
+		}
+		if len(also) == 0 {
+			return nil
+		}
+		m, err := s.byID(ctx, tx, staffID)
+		if err != nil {
+			return err
+		}
+		return runAlso(tx, m, also)
+	})
 }
 
 // ListSessions returns a member's live sessions, most recently active first; current is
@@ -183,27 +197,41 @@ func (s *Service) ListSessions(ctx context.Context, staffID int64, current strin
 // EndSessionByID ends one of a member's sessions by its public id (from ListSessions).
 // The member is part of the key: nobody ends another's session by guessing an id. It
 // returns store.ErrNotFound if there is no such live session.
-func (s *Service) EndSessionByID(ctx context.Context, staffID int64, sessionID string) error {
-	res, err := s.db.ExecContext(ctx, "UPDATE staff_sessions SET ended_at = ? WHERE staff_id = ? AND public_id = ? AND ended_at IS NULL",
-		store.Millis(s.clock.Now()), staffID, sessionID)
-	if err != nil {
-		return fmt.Errorf("staff: end session: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("staff: session: %w", store.ErrNotFound)
-	}
-	return nil
+func (s *Service) EndSessionByID(ctx context.Context, staffID int64, sessionID string, also ...Also) error {
+	return s.db.WriteTx(ctx, func(tx *store.Tx) error {
+		res, err := tx.ExecContext(ctx, "UPDATE staff_sessions SET ended_at = ? WHERE staff_id = ? AND public_id = ? AND ended_at IS NULL",
+			store.Millis(s.clock.Now()), staffID, sessionID)
+		if err != nil {
+			return fmt.Errorf("staff: end session: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("staff: session: %w", store.ErrNotFound)
+		}
+		if len(also) == 0 {
+			return nil
+		}
+		m, err := s.byID(ctx, tx, staffID)
+		if err != nil {
+			return err
+		}
+		return runAlso(tx, m, also)
+	})
 }
 
 // EndAllSessions signs a member out everywhere, the current session included ("sign out
 // everywhere", or an admin ending another member's sessions), and drops their pending
 // second-factor sign-ins. It returns how many sessions it ended.
-func (s *Service) EndAllSessions(ctx context.Context, staffID int64) (int64, error) {
+func (s *Service) EndAllSessions(ctx context.Context, staffID int64, also ...Also) (int64, error) {
 	var n int64
 	err := s.db.WriteTx(ctx, func(tx *store.Tx) error {
-		var err error
-		n, err = endSessions(ctx, tx, staffID, nil, s.clock.Now())
-		return err
+		m, err := s.byID(ctx, tx, staffID)
+		if err != nil {
+			return err
+		}
+		if n, err = endSessions(ctx, tx, staffID, nil, s.clock.Now()); err != nil {
+			return err
+		}
+		return runAlso(tx, m, also)
 	})
 	return n, err
 }

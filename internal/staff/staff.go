@@ -26,6 +26,7 @@ import (
 
 	"golang.org/x/text/unicode/norm"
 
+	"github.com/linestep/linestep/internal/audit"
 	"github.com/linestep/linestep/internal/clock"
 	"github.com/linestep/linestep/internal/keyring"
 	"github.com/linestep/linestep/internal/store"
@@ -125,6 +126,10 @@ type Service struct {
 	Hashing Params
 	// Issuer names the service in authenticator apps.
 	Issuer string
+	// Audit, if set, receives an audit record of every sign-in, second-factor and
+	// re-authentication outcome (success or failure), inside the transaction that records
+	// the attempt in the sign-in history: the two commit together.
+	Audit func(ctx context.Context, tx *store.Tx, rec audit.Record) error
 
 	// hashSlots bounds concurrent Argon2 computations: each takes Hashing.Memory, and a
 	// flood of sign-in attempts must not take the server's memory with it.

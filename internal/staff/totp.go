@@ -1,7 +1,6 @@
 package staff
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -10,7 +9,6 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
-	"image/png"
 	"strconv"
 	"strings"
 	"time"
@@ -68,13 +66,9 @@ func (s *Service) BeginTOTP(ctx context.Context, sessionToken string) (Enrolment
 	if err != nil {
 		return Enrolment{}, fmt.Errorf("staff: make TOTP secret: %w", err)
 	}
-	img, err := key.Image(256, 256)
+	qr, err := qrPNG(key)
 	if err != nil {
-		return Enrolment{}, fmt.Errorf("staff: TOTP QR code: %w", err)
-	}
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
-		return Enrolment{}, fmt.Errorf("staff: TOTP QR code: %w", err)
+		return Enrolment{}, err
 	}
 	sealed := s.Keys.Seal([]byte(key.Secret()), totpPendingIdentity(cur.ID))
 	_, err = s.db.ExecContext(ctx, "UPDATE staff SET totp_pending_secret = ?, totp_pending_at = ? WHERE id = ?",
@@ -82,14 +76,14 @@ func (s *Service) BeginTOTP(ctx context.Context, sessionToken string) (Enrolment
 	if err != nil {
 		return Enrolment{}, fmt.Errorf("staff: store TOTP set-up: %w", err)
 	}
-	return Enrolment{URL: key.URL(), Secret: key.Secret(), QRCodePNG: buf.Bytes()}, nil
+	return Enrolment{URL: key.URL(), Secret: key.Secret(), QRCodePNG: qr}, nil
 }
 
 // ConfirmTOTP finishes a set-up with a code from the app, proving it works. Two-factor
 // sign-in is then on, the session counts as signed in with it (a session restricted to
 // set-up becomes a full one), and the RecoveryCodeCount new recovery codes returned
 // replace any earlier ones: show them once, they are not kept readable.
-func (s *Service) ConfirmTOTP(ctx context.Context, sessionToken, code string) ([]string, error) {
+func (s *Service) ConfirmTOTP(ctx context.Context, sessionToken, code string, also ...Also) ([]string, error) {
 	if s.Keys == nil {
 		return nil, ErrNoKeyring
 	}
@@ -139,7 +133,7 @@ func (s *Service) ConfirmTOTP(ctx context.Context, sessionToken, code string) ([
 		if err != nil {
 			return fmt.Errorf("staff: mark session: %w", err)
 		}
-		return nil
+		return runAlso(tx, cur.Member, also)
 	})
 	if err != nil {
 		return nil, err
@@ -151,9 +145,13 @@ func (s *Service) ConfirmTOTP(ctx context.Context, sessionToken, code string) ([
 // Reauthenticate, or an admin's reset for a lost phone; the caller decides who may) and
 // deletes their recovery codes. If their role requires it, their next sign-in leads to
 // setting it up again.
-func (s *Service) DisableTOTP(ctx context.Context, staffID int64) error {
+func (s *Service) DisableTOTP(ctx context.Context, staffID int64, also ...Also) error {
 	return s.db.WriteTx(ctx, func(tx *store.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE staff SET totp_secret = NULL, totp_enabled_at = NULL, totp_last_step = 0,
+		m, err := s.byID(ctx, tx, staffID)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE staff SET totp_secret = NULL, totp_enabled_at = NULL, totp_last_step = 0,
 			totp_pending_secret = NULL, totp_pending_at = NULL WHERE id = ?`, staffID)
 		if err != nil {
 			return fmt.Errorf("staff: disable TOTP: %w", err)
@@ -166,13 +164,13 @@ func (s *Service) DisableTOTP(ctx context.Context, staffID int64) error {
 		if err != nil {
 			return fmt.Errorf("staff: end pending sign-ins: %w", err)
 		}
-		return nil
+		return runAlso(tx, m, also)
 	})
 }
 
 // NewRecoveryCodes replaces a member's recovery codes with RecoveryCodeCount new ones
 // (after Reauthenticate; the caller checks). Show them once.
-func (s *Service) NewRecoveryCodes(ctx context.Context, staffID int64) ([]string, error) {
+func (s *Service) NewRecoveryCodes(ctx context.Context, staffID int64, also ...Also) ([]string, error) {
 	codes := newRecoveryCodes()
 	err := s.db.WriteTx(ctx, func(tx *store.Tx) error {
 		var enabled bool
@@ -185,7 +183,17 @@ func (s *Service) NewRecoveryCodes(ctx context.Context, staffID int64) ([]string
 		if !enabled {
 			return ErrTOTPNotEnabled
 		}
-		return storeRecoveryCodes(ctx, tx, staffID, codes, s.clock.Now())
+		if err := storeRecoveryCodes(ctx, tx, staffID, codes, s.clock.Now()); err != nil {
+			return err
+		}
+		if len(also) == 0 {
+			return nil
+		}
+		m, err := s.byID(ctx, tx, staffID)
+		if err != nil {
+			return err
+		}
+		return runAlso(tx, m, also)
 	})
 	if err != nil {
 		return nil, err
