@@ -38,7 +38,7 @@ func TestEveryRouteWithEveryRole(t *testing.T) {
 	phone := defineField(t, h, f.ID, "phone", friend.Normal, "090-1234-5678")
 	defineField(t, h, f.ID, "area", friend.Attribute, "osaka")
 
-	params := map[string]string{"channelID": h.Ch, "ch": h.Ch, "friendID": itoa(f.ID), "id": "1", "key": "nosuch", "name": "vip"}
+	params := map[string]string{"channelID": h.Ch, "ch": h.Ch, "friendID": itoa(f.ID), "id": "1", "key": "nosuch", "name": "vip", "tagID": "1"}
 	for _, role := range access.BuiltIn {
 		t.Run(role, func(t *testing.T) {
 			perms := holds(t, h, role)

@@ -114,18 +114,9 @@ func TestBrowserShowsHostileContentInert(t *testing.T) {
 	h.OK(h.Emu.Follow(bctx, h.Ch, u))
 	h.OK(h.Emu.SendText(bctx, h.Ch, u, msg))
 	h.Eventually("the conversation", func() bool { return len(h.Conversation(u)) == 1 && h.Friend(u).DisplayName != "" })
-	link, err := h.Srv.OwnerLoginLink(bctx, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-
 	ctx, dialogs := chrome(t)
-	must(t, chromedp.Do(ctx,
-		chromedp.Navigate(h.Base+link),
-		chromedp.Click(`button[type=submit]`),
-		chromedp.WaitVisible(`form[action="/logout"]`),
-		chromedp.Navigate(h.Base+"/console/channels/"+h.Ch+"/friends"),
-	))
+	browserOwnerSignIn(t, ctx, h)
+	must(t, chromedp.Do(ctx, chromedp.Navigate(h.Base+"/console/channels/"+h.Ch+"/friends")))
 	listed := run(t, ctx, chromedp.Text(`table tbody tr td a`))
 	screenshot(t, ctx, "friends-hostile")
 	if listed != name {

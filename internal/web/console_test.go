@@ -64,26 +64,11 @@ func (b *browser) csrf() string {
 	return m[1]
 }
 
-// signIn redeems a fresh owner link the way a person does: open it, press the button.
+// signIn takes the first owner through their first sign-in (the one-time link, a
+// password, two-step set-up) and returns their browser.
 func signIn(t *testing.T, h *servertest.Harness) *browser {
 	t.Helper()
-	link, err := h.Srv.OwnerLoginLink(context.Background(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := newBrowser(t, h.Base)
-	res, page := b.get(link)
-	if res.StatusCode != 200 {
-		t.Fatalf("login link page: %d", res.StatusCode)
-	}
-	token := regexp.MustCompile(`name="token" value="([^"]+)"`).FindStringSubmatch(page)
-	if token == nil {
-		t.Fatalf("no token in the login link page:\n%s", page)
-	}
-	res, _ = b.do("POST", "/login/link", url.Values{"token": {token[1]}}, nil)
-	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/console/" {
-		t.Fatalf("redeem: %d %s", res.StatusCode, res.Header.Get("Location"))
-	}
+	b, _ := ownerBrowser(t, h)
 	return b
 }
 

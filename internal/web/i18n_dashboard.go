@@ -1,0 +1,48 @@
+package web
+
+// Texts of the dashboard beyond the core ones.
+func init() {
+	addTexts(map[string]string{
+		"dash.chart":         "友だち追加とブロック（日別）",
+		"dash.chart.period":  "過去30日",
+		"dash.chart.day":     "%s 友だち追加 %d / ブロック %d",
+		"dash.chart.max":     "最大",
+		"dash.chart.table":   "日別の数を表で見る",
+		"dash.date":          "日付",
+		"dash.follows":       "友だち追加",
+		"dash.blocks":        "ブロック",
+		"dash.deliveries":    "配信",
+		"dash.sent":          "送信済み",
+		"dash.failed":        "失敗",
+		"dash.today":         "今日",
+		"dash.week":          "過去7日",
+		"dash.failures":      "最近の配信失敗",
+		"dash.failedevents":  "処理できなかったイベント（サーバーのログを確認してください）:",
+		"dash.src.scenario":  "シナリオ",
+		"dash.src.autoreply": "自動応答",
+		"dash.src.broadcast": "一斉配信",
+		"dash.src.api":       "API",
+		"dash.src.inbox":     "1:1チャット",
+	}, map[string]string{
+		"dash.chart":         "Follows and blocks per day",
+		"dash.chart.period":  "last 30 days",
+		"dash.chart.day":     "%s: %d follows, %d blocks",
+		"dash.chart.max":     "max",
+		"dash.chart.table":   "Show the numbers per day",
+		"dash.date":          "Date",
+		"dash.follows":       "Follows",
+		"dash.blocks":        "Blocks",
+		"dash.deliveries":    "Deliveries",
+		"dash.sent":          "Sent",
+		"dash.failed":        "Failed",
+		"dash.today":         "Today",
+		"dash.week":          "Last 7 days",
+		"dash.failures":      "Recent failed deliveries",
+		"dash.failedevents":  "Events that could not be processed (see the server's log):",
+		"dash.src.scenario":  "Scenario",
+		"dash.src.autoreply": "Auto-reply",
+		"dash.src.broadcast": "Broadcast",
+		"dash.src.api":       "API",
+		"dash.src.inbox":     "Chat",
+	})
+}
