@@ -108,6 +108,11 @@ LINE のエミュレーターと模擬の友だちで linestep を試せます�
 		ln.Close()
 		return err
 	}
+	staffLogin, staffPassword, err := setupDemoOperator(ctx, srv, ch.ID)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ctx, ln) }()
@@ -118,6 +123,10 @@ LINE のエミュレーターと模擬の友だちで linestep を試せます�
   Console / 管理画面:        %s/console/
   Owner sign-in (once) / オーナー用ログイン(一回限り):
                              %s%s
+      (choose a password, then set up two-step sign-in with an authenticator app /
+       パスワードを決め、認証アプリで2段階認証を設定します)
+  Staff (operator, personal data masked) / スタッフ(個人情報はマスク表示):
+                             login %s  password %s
   LINE emulator / LINE エミュレーター: %s
   Channel / チャネル:        %s (%s)
 
@@ -128,7 +137,7 @@ LINE のエミュレーターと模擬の友だちで linestep を試せます�
   (応答メッセージ)と1分以内の2通のステップ配信、「営業」への自動応答が動きます。
   Ctrl-C で停止します。
 
-`, base, base, link, emuURL, ch.ID, ch.Name, *friends, *friends)
+`, base, base, link, staffLogin, staffPassword, emuURL, ch.ID, ch.Name, *friends, *friends)
 
 	sim := &simulation{emu: emu, channelID: ch.ID, logger: logger}
 	if err := sim.populate(ctx, *friends); err != nil && ctx.Err() == nil {

@@ -2,12 +2,17 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base32"
 	"fmt"
+	"strings"
 
+	"github.com/linestep/linestep/internal/access"
 	"github.com/linestep/linestep/internal/autoreply"
 	"github.com/linestep/linestep/internal/message"
 	"github.com/linestep/linestep/internal/scenario"
 	"github.com/linestep/linestep/internal/server"
+	"github.com/linestep/linestep/internal/staff"
 	"github.com/linestep/linestep/internal/store"
 )
 
@@ -49,4 +54,25 @@ func setupDemoAutomation(ctx context.Context, srv *server.Server, channelID stri
 			Template: message.Template{Messages: []message.Message{{Type: "text", Text: "営業時間は 9:00〜21:00 です (Open 9:00-21:00)"}}}})
 		return err
 	})
+}
+
+// setupDemoOperator makes a staff member with the operator role and a random password,
+// so the demo shows at once what staff who may not read personal data see: masked names
+// and values. Operators need no second factor by default; the owner does.
+func setupDemoOperator(ctx context.Context, srv *server.Server, channelID string) (login, password string, err error) {
+	b := make([]byte, 10)
+	rand.Read(b)
+	login, password = "staff", strings.ToLower(base32.StdEncoding.EncodeToString(b))
+	m, err := srv.Staff.CreateMember(ctx, login, "Demo Staff", staff.Role(access.Operator), password)
+	if err != nil {
+		return "", "", err
+	}
+	err = srv.DB.WriteTx(ctx, func(tx *store.Tx) error {
+		owner, err := srv.Access.StaffPrincipal(ctx, 0, "demo", access.Owner)
+		if err != nil {
+			return err
+		}
+		return srv.Access.SetChannels(ctx, tx, owner, m.ID, []string{channelID})
+	})
+	return login, password, err
 }
