@@ -1,7 +1,6 @@
 package web
 
 import (
-	"errors"
 	"net/http"
 	"net/url"
 	"slices"
@@ -197,19 +196,7 @@ func (c *Console) saveAutoreply(w http.ResponseWriter, r *http.Request, q *reque
 		}
 		return c.record(ctx, tx, r, q, audit.Record{Action: "autoreply.save", Subject: "autoreply:" + key})
 	})
-	if errors.Is(err, errKeyTaken) {
-		again(formProblemf(q.Lang, "key", "ct.keytaken"))
-		return
-	}
-	if ps, ok := formProblems(q.Lang, err); ok {
-		again(ps)
-		return
-	}
-	if err != nil {
-		c.fail(w, r, q, err)
-		return
-	}
-	http.Redirect(w, r, inChannel(q, "/autoreplies/"+url.PathEscape(key)+"?saved=1"), http.StatusSeeOther)
+	c.afterSave(w, r, q, err, again, inChannel(q, "/autoreplies/"+url.PathEscape(key)+"?saved=1"))
 }
 
 func (c *Console) autoreplyEnable(w http.ResponseWriter, r *http.Request, q *request) {

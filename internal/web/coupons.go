@@ -178,19 +178,7 @@ func (c *Console) saveCoupon(w http.ResponseWriter, r *http.Request, q *request,
 		}
 		return c.record(ctx, tx, r, q, audit.Record{Action: "coupon.save", Subject: "coupon:" + key})
 	})
-	if errors.Is(err, errKeyTaken) {
-		again(formProblemf(q.Lang, "key", "ct.keytaken"))
-		return
-	}
-	if ps, ok := formProblems(q.Lang, err); ok {
-		again(ps)
-		return
-	}
-	if err != nil {
-		c.fail(w, r, q, err)
-		return
-	}
-	http.Redirect(w, r, inChannel(q, "/coupons/"+url.PathEscape(key)+"?notice=saved"), http.StatusSeeOther)
+	c.afterSave(w, r, q, err, again, inChannel(q, "/coupons/"+url.PathEscape(key)+"?notice=saved"))
 }
 
 // cpnPage is the coupon's page.

@@ -241,19 +241,7 @@ func (c *Console) saveScenario(w http.ResponseWriter, r *http.Request, q *reques
 		}
 		return c.record(ctx, tx, r, q, audit.Record{Action: "scenario.update", Subject: "scenario:" + key})
 	})
-	if errors.Is(err, errKeyTaken) {
-		again(formProblemf(q.Lang, "key", "ct.keytaken"))
-		return
-	}
-	if ps, ok := formProblems(q.Lang, err); ok {
-		again(ps)
-		return
-	}
-	if err != nil {
-		c.fail(w, r, q, err)
-		return
-	}
-	http.Redirect(w, r, inChannel(q, "/scenarios/"+url.PathEscape(key)+"?notice=saved"), http.StatusSeeOther)
+	c.afterSave(w, r, q, err, again, inChannel(q, "/scenarios/"+url.PathEscape(key)+"?notice=saved"))
 }
 
 func (c *Console) scenarioEnable(w http.ResponseWriter, r *http.Request, q *request) {

@@ -309,19 +309,7 @@ func (c *Console) saveTemplate(w http.ResponseWriter, r *http.Request, q *reques
 		}
 		return c.record(r.Context(), tx, r, q, audit.Record{Action: "template.save", Subject: "template:" + key})
 	})
-	if errors.Is(err, errKeyTaken) {
-		again(formProblemf(q.Lang, "key", "ct.keytaken"))
-		return
-	}
-	if ps, ok := formProblems(q.Lang, err); ok {
-		again(ps)
-		return
-	}
-	if err != nil {
-		c.fail(w, r, q, err)
-		return
-	}
-	http.Redirect(w, r, inChannel(q, "/templates/"+url.PathEscape(key)+"?saved=1"), http.StatusSeeOther)
+	c.afterSave(w, r, q, err, again, inChannel(q, "/templates/"+url.PathEscape(key)+"?saved=1"))
 }
 
 func (c *Console) templateDelete(w http.ResponseWriter, r *http.Request, q *request) {
@@ -341,6 +329,24 @@ func (c *Console) templateDelete(w http.ResponseWriter, r *http.Request, q *requ
 
 // errTaken: a new item's key is in use already; the form says so.
 var errKeyTaken = errors.New("web: key taken")
+
+// afterSave answers a form that saved something: the form again with what to fix (a key
+// in use, the service's problems), a failure page, or on to where the saved item shows.
+func (c *Console) afterSave(w http.ResponseWriter, r *http.Request, q *request, err error, again func([]formProblem), to string) {
+	if errors.Is(err, errKeyTaken) {
+		again(formProblemf(q.Lang, "key", "ct.keytaken"))
+		return
+	}
+	if ps, ok := formProblems(q.Lang, err); ok {
+		again(ps)
+		return
+	}
+	if err != nil {
+		c.fail(w, r, q, err)
+		return
+	}
+	http.Redirect(w, r, to, http.StatusSeeOther)
+}
 
 // chanPath is a path under the request's channel.
 func inChannel(q *request, rest string) string {
