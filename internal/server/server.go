@@ -5,12 +5,14 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -197,10 +199,27 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		_, err := s.Audit.Append(ctx, tx, rec)
 		return err
 	}
-	// Suspicious sign-ins are shown in the console; they can also go to a webhook
-	// (a chat room, an on-call tool).
+	// Suspicious sign-ins are shown in the console; they can also go to a webhook (a chat
+	// room, an on-call tool) and to a LINE user (the owner's phone) through a channel.
+	var notify staff.Notifiers
 	if u := cfg.Getenv("LINESTEP_SECURITY_WEBHOOK"); u != "" {
-		s.Staff.Notifier = &staff.WebhookNotifier{URL: u}
+		notify = append(notify, &staff.WebhookNotifier{URL: u})
+	}
+	if v := cfg.Getenv("LINESTEP_SECURITY_LINE"); v != "" {
+		channelID, userID, ok := strings.Cut(v, ":")
+		if !ok || channelID == "" || userID == "" {
+			db.Close()
+			return nil, errors.New("LINESTEP_SECURITY_LINE must be CHANNEL_ID:LINE_USER_ID")
+		}
+		notify = append(notify, &staff.LineNotifier{To: userID, RetryKey: line.RetryKey,
+			Push: func(ctx context.Context, to, text, retryKey string) error {
+				msg, _ := json.Marshal(map[string]string{"type": "text", "text": text})
+				_, err := s.Lines.Push(ctx, channelID, to, []json.RawMessage{msg}, retryKey)
+				return err
+			}})
+	}
+	if len(notify) > 0 {
+		s.Staff.Notifier = notify
 	}
 	if s.handler, err = s.routes(); err != nil {
 		db.Close()
