@@ -43,11 +43,19 @@ func browserOwnerSignIn(t *testing.T, ctx context.Context, h *servertest.Harness
 }
 
 // An owner sets up two-step sign-in and signs in with it in a real browser, adds an
-// operator with a password, and signs out; the operator signs in with the password and
-// reaches the dashboard.
+// operator with a password, and signs out; the operator signs in with the password,
+// sees the friend masked in the list and the inbox, answers the chat, and cannot open
+// the export.
 func TestBrowserOwnerAddsOperator(t *testing.T) {
 	ctx, dialogs := chrome(t)
 	h := servertest.Start(t, t.TempDir()+"/c.db")
+	h.Clk.Set(time.Now()) // the emulator stamps events with the wall clock
+	f := fxFriend(t, h)
+	h.OK(h.Emu.SendText(context.Background(), h.Ch, f.LineUserID, "明日10時に予約できますか?"))
+	h.Eventually("the conversation", func() bool {
+		_, err := h.Srv.Inbox.Get(context.Background(), h.Ch, f.ID)
+		return err == nil
+	})
 	secret := browserOwnerSignIn(t, ctx, h)
 
 	// Out, and in again with the password and a code.
@@ -119,6 +127,36 @@ func TestBrowserOwnerAddsOperator(t *testing.T) {
 		t.Errorf("signed in as %q", who)
 	}
 	screenshot(t, ctx, "operator-dashboard")
+
+	base := h.Base + "/console/channels/" + h.Ch
+	must(t, chromedp.Do(ctx, chromedp.Navigate(base+"/friends"), chromedp.WaitVisible(`table.friends`)))
+	if name := run(t, ctx, chromedp.Text(`table.friends td.who .name`)); name != "山* **" {
+		t.Errorf("the operator's friend list shows %q, want it masked", name)
+	}
+	must(t, chromedp.Do(ctx, chromedp.Navigate(base+"/inbox"), chromedp.WaitVisible(`ul.convs`)))
+	if name := run(t, ctx, chromedp.Text(`ul.convs .name`)); name != "山* **" {
+		t.Errorf("the operator's inbox shows %q, want it masked", name)
+	}
+	must(t, chromedp.Do(ctx,
+		chromedp.Click(`ul.convs a`),
+		chromedp.WaitVisible(`#replytext`),
+		chromedp.SendKeys(`#replytext`, "はい、お待ちしております。"),
+		chromedp.Click(`form.reply button[type=submit]`),
+		chromedp.WaitVisible(`#done`),
+	))
+	h.Eventually("the answer on the friend's phone", func() bool {
+		rs, _ := h.Emu.ReceivedBy(h.Ch, f.LineUserID)
+		for _, r := range rs {
+			if strings.Contains(string(r.Messages[0]), "お待ちしております") {
+				return true
+			}
+		}
+		return false
+	})
+	must(t, chromedp.Do(ctx, chromedp.Navigate(base+"/friends/export"), chromedp.WaitVisible(`p.error`)))
+	if msg := run(t, ctx, chromedp.Text(`p.error`)); !strings.Contains(msg, "許可されていません") {
+		t.Errorf("the operator opened the export: %q", msg)
+	}
 	if n := dialogs.Load(); n != 0 {
 		t.Errorf("%d JavaScript dialogs", n)
 	}
