@@ -1,0 +1,311 @@
+package delivery
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/linestep/linestep/internal/line"
+	"github.com/linestep/linestep/internal/store"
+)
+
+// claim takes, in one transaction, up to limit batches: those whose lease ran out
+// (their sender died or is retrying later; except mine, still in this process's hands),
+// batches queued whole by EnqueueMany, and due pending deliveries, which it groups into
+// new batches.
+func (s *Service) claim(ctx context.Context, limit int, mine []int64) ([]*batch, error) {
+	now := s.clock.Now()
+	lease := store.Millis(now.Add(s.cfg.Lease))
+	var out []*batch
+	err := s.db.WriteTx(ctx, func(tx *store.Tx) error {
+		out = out[:0]
+		lock := ""
+		if tx.Dialect() == store.Postgres {
+			lock = " FOR UPDATE SKIP LOCKED"
+		}
+		old, err := s.takeOver(ctx, tx, now, lease, lock, min(limit, max(s.cfg.ClaimSize/100, 50)), mine)
+		if err != nil {
+			return err
+		}
+		out = append(out, old...)
+		if room := limit - len(out); room > 0 {
+			queued, err := s.claimQueued(ctx, tx, lease, lock, room)
+			if err != nil {
+				return err
+			}
+			out = append(out, queued...)
+		}
+		if room := min(limit, s.cfg.ClaimSize) - len(out); room > 0 {
+			fresh, err := s.formBatches(ctx, tx, now, lease, lock, room)
+			if err != nil {
+				return err
+			}
+			out = append(out, fresh...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("delivery: claim: %w", err)
+	}
+	return out, nil
+}
+
+// claimQueued claims batches that EnqueueMany formed: their members are read now, so
+// that those taken out meanwhile (a block, a cancelled broadcast, a deleted friend)
+// are left out, and fixed in the batch row before the call like any batch's.
+func (s *Service) claimQueued(ctx context.Context, tx *store.Tx, lease int64, lock string, limit int) ([]*batch, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT id, channel_id, method, messages, attempts FROM batches
+		WHERE state = 'queued' ORDER BY id LIMIT ?`+lock, limit)
+	if err != nil {
+		return nil, err
+	}
+	var out []*batch
+	byID := map[int64]*batch{}
+	msgCache := map[string][]json.RawMessage{}
+	for rows.Next() {
+		b := &batch{}
+		var msgs string
+		if err := rows.Scan(&b.id, &b.channelID, &b.method, &msgs, &b.attempts); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if m, ok := msgCache[msgs]; ok {
+			b.messages = m
+		} else if err := json.Unmarshal([]byte(msgs), &b.messages); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("batch %d: messages: %w", b.id, err)
+		} else {
+			msgCache[msgs] = b.messages
+		}
+		out = append(out, b)
+		byID[b.id] = b
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(out) == 0 {
+		return nil, err
+	}
+	for start := 0; start < len(out); start += 20 {
+		chunk := out[start:min(start+20, len(out))]
+		args := make([]any, len(chunk))
+		for i, b := range chunk {
+			args[i] = b.id
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT batch_id, line_user_id FROM deliveries WHERE batch_id IN (`+
+			strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",")+`) AND state = 'sending' ORDER BY batch_id, id`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id int64
+			var u string
+			if err := rows.Scan(&id, &u); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			b := byID[id]
+			b.recipients.To = append(b.recipients.To, u)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	live := out[:0]
+	for _, b := range out {
+		if len(b.recipients.To) == 0 {
+			// Everyone was taken out: nothing to send.
+			if _, err := tx.ExecContext(ctx, `UPDATE batches SET state = 'cancelled', size = 0 WHERE id = ?`, b.id); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		rj, _ := json.Marshal(b.recipients)
+		if _, err := tx.ExecContext(ctx, `UPDATE batches SET state = 'sending', lease_until = ?, recipients = ?, size = ? WHERE id = ?`,
+			lease, string(rj), len(b.recipients.To), b.id); err != nil {
+			return nil, err
+		}
+		live = append(live, b)
+	}
+	return live, nil
+}
+
+func (s *Service) takeOver(ctx context.Context, tx *store.Tx, now time.Time, lease int64, lock string, limit int, mine []int64) ([]*batch, error) {
+	args := []any{store.Millis(now)}
+	notMine := ""
+	if len(mine) > 0 {
+		notMine = " AND id NOT IN (" + strings.TrimSuffix(strings.Repeat("?,", len(mine)), ",") + ")"
+		for _, id := range mine {
+			args = append(args, id)
+		}
+	}
+	args = append(args, limit)
+	rows, err := tx.QueryContext(ctx, `SELECT id, channel_id, method, messages, recipients, attempts FROM batches
+		WHERE state = 'sending' AND lease_until <= ?`+notMine+` ORDER BY lease_until, id LIMIT ?`+lock, args...)
+	if err != nil {
+		return nil, err
+	}
+	var out []*batch
+	for rows.Next() {
+		b := &batch{}
+		var msgs, rcpt string
+		if err := rows.Scan(&b.id, &b.channelID, &b.method, &msgs, &rcpt, &b.attempts); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(msgs), &b.messages); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("batch %d: messages: %w", b.id, err)
+		}
+		if err := json.Unmarshal([]byte(rcpt), &b.recipients); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("batch %d: recipients: %w", b.id, err)
+		}
+		out = append(out, b)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, b := range out {
+		if _, err := tx.ExecContext(ctx, `UPDATE batches SET lease_until = ? WHERE id = ?`, lease, b.id); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+type pendingRow struct {
+	id         int64
+	channelID  string
+	userID     string
+	messages   string
+	hash       string
+	replyToken string
+	replyUntil sql.NullInt64
+}
+
+// formBatches groups due deliveries: a fresh reply token makes a reply of its own;
+// identical content for several friends of a channel becomes multicasts of up to 500
+// distinct users; the rest are pushes.
+func (s *Service) formBatches(ctx context.Context, tx *store.Tx, now time.Time, lease int64, lock string, limit int) ([]*batch, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT id, channel_id, line_user_id, messages, content_hash, reply_token, reply_expires_at
+		FROM deliveries WHERE state = 'pending' AND due_at <= ? ORDER BY due_at, id LIMIT ?`+lock,
+		store.Millis(now), limit)
+	if err != nil {
+		return nil, err
+	}
+	var pending []pendingRow
+	for rows.Next() {
+		var p pendingRow
+		if err := rows.Scan(&p.id, &p.channelID, &p.userID, &p.messages, &p.hash, &p.replyToken, &p.replyUntil); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		pending = append(pending, p)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(pending) == 0 {
+		return nil, err
+	}
+
+	type group struct {
+		channelID, messages string
+		rows                []pendingRow
+	}
+	var order []string
+	groups := map[string]*group{}
+	var out []*batch
+	replyBy := store.Millis(now.Add(s.cfg.ReplyMargin))
+	for _, p := range pending {
+		if p.replyToken != "" && p.replyUntil.Valid && p.replyUntil.Int64 > replyBy {
+			b, err := s.insertBatch(ctx, tx, p.channelID, MethodReply, p.messages,
+				recipients{To: []string{p.userID}, ReplyToken: p.replyToken}, []int64{p.id}, now, lease)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, b)
+			continue
+		}
+		key := p.channelID + "\x00" + p.hash
+		g, ok := groups[key]
+		if !ok {
+			g = &group{channelID: p.channelID, messages: p.messages}
+			groups[key] = g
+			order = append(order, key)
+		}
+		g.rows = append(g.rows, p)
+	}
+	for _, key := range order {
+		g := groups[key]
+		for _, chunk := range chunks(g.rows) {
+			method := MethodMulticast
+			if len(chunk) == 1 {
+				method = MethodPush
+			}
+			to := make([]string, len(chunk))
+			ids := make([]int64, len(chunk))
+			for i, p := range chunk {
+				to[i], ids[i] = p.userID, p.id
+			}
+			b, err := s.insertBatch(ctx, tx, g.channelID, method, g.messages, recipients{To: to}, ids, now, lease)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, b)
+		}
+	}
+	return out, nil
+}
+
+// chunks splits rows into groups of at most line.MaxMulticast distinct users: a user
+// with two identical deliveries gets them in two calls, as intended.
+func chunks(rows []pendingRow) [][]pendingRow {
+	var out [][]pendingRow
+	for len(rows) > 0 {
+		seen := map[string]bool{}
+		var chunk, rest []pendingRow
+		for _, p := range rows {
+			if len(chunk) < line.MaxMulticast && !seen[p.userID] {
+				seen[p.userID] = true
+				chunk = append(chunk, p)
+			} else {
+				rest = append(rest, p)
+			}
+		}
+		out = append(out, chunk)
+		rows = rest
+	}
+	return out
+}
+
+func (s *Service) insertBatch(ctx context.Context, tx *store.Tx, channelID, method, messages string, r recipients,
+	deliveryIDs []int64, now time.Time, lease int64) (*batch, error) {
+	rj, _ := json.Marshal(r)
+	b := &batch{channelID: channelID, method: method, recipients: r}
+	if err := json.Unmarshal([]byte(messages), &b.messages); err != nil {
+		return nil, fmt.Errorf("delivery %d: stored messages: %w", deliveryIDs[0], err)
+	}
+	err := tx.QueryRowContext(ctx, `INSERT INTO batches (channel_id, method, messages, recipients, size, state, lease_until, created_at)
+		VALUES (?, ?, ?, ?, ?, 'sending', ?, ?) RETURNING id`,
+		channelID, method, messages, string(rj), len(deliveryIDs), lease, store.Millis(now)).Scan(&b.id)
+	if err != nil {
+		return nil, err
+	}
+	for start := 0; start < len(deliveryIDs); start += 500 {
+		ids := deliveryIDs[start:min(start+500, len(deliveryIDs))]
+		args := make([]any, 0, len(ids)+1)
+		args = append(args, b.id)
+		for _, id := range ids {
+			args = append(args, id)
+		}
+		q := `UPDATE deliveries SET state = 'sending', batch_id = ? WHERE id IN (` +
+			strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",") + `)`
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
