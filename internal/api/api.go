@@ -63,6 +63,7 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request, c *call) error
 // call is an admitted request: who calls, and on which channel.
 type call struct {
 	token   Token
+	client  Client           // where the request came from, for the audit trail
 	p       access.Principal // the token's role and channels, asked every question
 	channel string
 }
@@ -140,7 +141,8 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request, rt route) (*call, er
 		return c, errUnauthorized
 	}
 	host, _, _ := net.SplitHostPort(r.RemoteAddr)
-	tok, err := a.tokens.Authenticate(r.Context(), strings.TrimSpace(secret), Client{Addr: host, UserAgent: r.UserAgent()})
+	c.client = Client{Addr: host, UserAgent: r.UserAgent()}
+	tok, err := a.tokens.Authenticate(r.Context(), strings.TrimSpace(secret), c.client)
 	if errors.Is(err, ErrInvalidToken) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="linestep", error="invalid_token"`)
 		return c, errUnauthorized

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -172,9 +171,8 @@ func (a *API) getFriend(w http.ResponseWriter, r *http.Request, c *call) error {
 
 // recordView writes a friend.view audit record for what the caller read.
 func (a *API) recordView(r *http.Request, c *call, rec audit.Record) error {
-	host, _, _ := net.SplitHostPort(r.RemoteAddr)
 	rec.Actor, rec.Action, rec.ChannelID = audit.Token(c.token.ID, c.token.Name), audit.FriendView, c.channel
-	rec.ClientAddr, rec.UserAgent = host, r.UserAgent()
+	rec.ClientAddr, rec.UserAgent = c.client.Addr, c.client.UserAgent
 	_, err := a.cfg.Audit.Add(r.Context(), rec)
 	return err
 }
