@@ -68,11 +68,11 @@ func (p Principal) covers(want []Permission) error {
 // role deleted under someone) grants nothing.
 func (s *Service) StaffPrincipal(ctx context.Context, staffID int64, login, role string) (Principal, error) {
 	p := Principal{StaffID: staffID, Name: login, Role: role}
-	r, err := s.Role(ctx, s.db, role)
+	_, perms, err := permissionsOf(ctx, s.db, role)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return Principal{}, err
 	}
-	p.perms = r.Permissions
+	p.perms = perms
 	if role == Owner {
 		p.allChannels = true
 		return p, nil
@@ -84,11 +84,11 @@ func (s *Service) StaffPrincipal(ctx context.Context, staffID int64, login, role
 // TokenPrincipal is an API token's principal: its role, on its channel or on all.
 func (s *Service) TokenPrincipal(ctx context.Context, tokenID int64, name, role, channelID string) (Principal, error) {
 	p := Principal{TokenID: tokenID, Name: name, Role: role}
-	r, err := s.Role(ctx, s.db, role)
+	_, perms, err := permissionsOf(ctx, s.db, role)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return Principal{}, err
 	}
-	p.perms = r.Permissions
+	p.perms = perms
 	if channelID == "" {
 		p.allChannels = true
 	} else {

@@ -50,31 +50,40 @@ func New(db *store.DB, clk clock.Clock) *Service { return &Service{db: db, clock
 
 // Role returns a built-in or custom role.
 func (s *Service) Role(ctx context.Context, q store.Querier, name string) (Role, error) {
-	r := Role{Name: name}
-	if IsBuiltIn(name) {
-		r.BuiltIn, r.Label, r.Permissions = true, name, builtinPermissions(name)
-	} else {
-		var perms string
-		err := q.QueryRowContext(ctx, "SELECT label, permissions FROM roles WHERE name = ?", name).Scan(&r.Label, &perms)
-		if errors.Is(err, sql.ErrNoRows) {
-			return Role{}, fmt.Errorf("role %q: %w", name, store.ErrNotFound)
-		}
-		if err != nil {
-			return Role{}, fmt.Errorf("access: role: %w", err)
-		}
-		r.Permissions = parsePermissions(perms)
+	r := Role{Name: name, BuiltIn: IsBuiltIn(name)}
+	var err error
+	if r.Label, r.Permissions, err = permissionsOf(ctx, q, name); err != nil {
+		return Role{}, err
 	}
 	if name == Owner || name == Admin {
 		r.RequireTOTP = true
 		return r, nil
 	}
 	var req int64
-	err := q.QueryRowContext(ctx, "SELECT require_totp FROM role_policies WHERE role = ?", name).Scan(&req)
+	err = q.QueryRowContext(ctx, "SELECT require_totp FROM role_policies WHERE role = ?", name).Scan(&req)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return Role{}, fmt.Errorf("access: role policy: %w", err)
 	}
 	r.RequireTOTP = req == 1
 	return r, nil
+}
+
+// permissionsOf is what a role grants, and its label: from code for a built-in role,
+// from the roles table for a custom one. Every request asks it; the 2FA policy, which
+// only sign-in needs, is left to Role.
+func permissionsOf(ctx context.Context, q store.Querier, name string) (string, []Permission, error) {
+	if IsBuiltIn(name) {
+		return name, builtinPermissions(name), nil
+	}
+	var label, perms string
+	err := q.QueryRowContext(ctx, "SELECT label, permissions FROM roles WHERE name = ?", name).Scan(&label, &perms)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil, fmt.Errorf("role %q: %w", name, store.ErrNotFound)
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("access: role: %w", err)
+	}
+	return label, parsePermissions(perms), nil
 }
 
 // Roles lists the built-in roles, then the custom ones by name.
