@@ -42,6 +42,7 @@ import (
 	"github.com/linestep/linestep/internal/broadcast"
 	"github.com/linestep/linestep/internal/channel"
 	"github.com/linestep/linestep/internal/clock"
+	"github.com/linestep/linestep/internal/delivery"
 	"github.com/linestep/linestep/internal/emulator"
 	"github.com/linestep/linestep/internal/message"
 	"github.com/linestep/linestep/internal/server"
@@ -342,7 +343,8 @@ func drive(n int, pgURL, cpuProfile string) error {
 	}
 	hwm := memKB(pid, "VmHWM")
 	var sentRows, other int
-	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FILTER (WHERE state = 'sent'), COUNT(*) FILTER (WHERE state <> 'sent') FROM deliveries`).
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FILTER (WHERE st = 'sent'), COUNT(*) FILTER (WHERE st <> 'sent')
+		FROM (SELECT `+delivery.StateSQL("d", "b")+` AS st FROM deliveries d LEFT JOIN batches b ON b.id = d.batch_id) x`).
 		Scan(&sentRows, &other); err != nil {
 		return err
 	}

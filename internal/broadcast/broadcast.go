@@ -283,19 +283,9 @@ func (s *Service) Cancel(ctx context.Context, channelID string, id int64) (int64
 
 // Progress counts a broadcast's deliveries by state.
 func (s *Service) Progress(ctx context.Context, id int64) (map[string]int, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT state, COUNT(*) FROM deliveries WHERE source = 'broadcast' AND source_id = ? GROUP BY state", id)
+	out, err := delivery.CountStates(ctx, s.db, "source = 'broadcast' AND source_id = ?", id)
 	if err != nil {
 		return nil, fmt.Errorf("broadcast: progress: %w", err)
 	}
-	defer rows.Close()
-	out := map[string]int{}
-	for rows.Next() {
-		var st string
-		var n int
-		if err := rows.Scan(&st, &n); err != nil {
-			return nil, err
-		}
-		out[st] = n
-	}
-	return out, rows.Err()
+	return out, nil
 }

@@ -323,3 +323,83 @@ func TestInvalidBroadcastSaysWhatToFix(t *testing.T) {
 		}
 	})
 }
+
+// Identical content is written by the database (INSERT ... SELECT), a page of up to
+// 500 at a time: across pages and transactions, every friend the segment selects gets
+// it exactly once by multicast, and no one else; rows that are not LINE user IDs are
+// counted as skipped instead of failing a whole call.
+func TestIdenticalBroadcastWrittenBySQL(t *testing.T) {
+	testutil.EachDSN(t, func(t *testing.T, dsn string) {
+		h := servertest.StartWith(t, dsn, func(c *server.Config) { c.Broadcasts.Chunk = 700 })
+		fs := addFriends(t, h, 1203, func(i int) string {
+			if i%4 == 0 {
+				return "vip"
+			}
+			return ""
+		})
+		err := h.Srv.DB.WriteTx(ctx, func(tx *store.Tx) error {
+			for i, u := range []string{"imported-1", "Uxyz", "U0123456789abcdef0123456789ABCDEF"} {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO friends (channel_id, line_user_id, status, status_at, display_name, followed_at, created_at, updated_at)
+					VALUES (?, ?, 'following', 0, ?, 0, 0, 0)`, h.Ch, u, fmt.Sprintf("手入力%d", i)); err != nil {
+					return err
+				}
+			}
+			for _, f := range fs[1:11] { // ten non-VIP and VIP friends blocked: left out
+				if _, err := tx.ExecContext(ctx, `UPDATE friends SET status = 'blocked' WHERE id = ?`, f.id); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := create(t, h, broadcast.Broadcast{Name: "一般会員へ", Segment: segment.Filter{Not: &segment.Filter{Tag: "vip"}},
+			Template: text("今月のお知らせ")})
+		// The client holds multicasts at LINE's rate on the server's (fake) clock.
+		stop := make(chan struct{})
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(5 * time.Millisecond):
+					h.Clk.Advance(10 * time.Millisecond)
+				}
+			}
+		}()
+		defer close(stop)
+		drain(t, h)
+		want := 0
+		for i, f := range fs {
+			n := 0
+			if i%4 != 0 && (i < 1 || i > 10) {
+				n = 1
+			}
+			want += n
+			if g := got(t, h, f.user); len(g) != n || n == 1 && g[0] != "multicast: 今月のお知らせ" {
+				t.Fatalf("friend %d received %q, want %d", i, g, n)
+			}
+		}
+		b, err = h.Srv.Broadcasts.Get(ctx, h.Ch, b.ID)
+		if err != nil || b.State != broadcast.Done || b.Recipients != want || b.Skipped != 3 {
+			t.Fatalf("broadcast after sending: %+v %v (want %d recipients, 3 skipped)", b, err, want)
+		}
+		if p, _ := h.Srv.Broadcasts.Progress(ctx, b.ID); p[delivery.Sent] != want || len(p) != 1 {
+			t.Fatalf("progress: %v, want %d sent", p, want)
+		}
+		st := h.Emu.Stats().Requests["multicast"]
+		if calls := (want + 499) / 500; st["200"] < calls || st["200"] > calls+2 {
+			t.Fatalf("%d recipients took %v multicast calls, want about %d", want, st, calls)
+		}
+		// Removing the channel removes what it sent (through its friends: the deliveries
+		// hold no reference to the channel of their own on PostgreSQL).
+		if err := h.Srv.Channels.Remove(ctx, h.Ch); err != nil {
+			t.Fatal(err)
+		}
+		var left int
+		if err := h.Srv.DB.QueryRowContext(ctx, "SELECT (SELECT COUNT(*) FROM deliveries) + (SELECT COUNT(*) FROM batches)").Scan(&left); err != nil || left != 0 {
+			t.Fatalf("%d deliveries and batches left after the channel was removed (%v)", left, err)
+		}
+	})
+}

@@ -78,32 +78,24 @@ func (s *Service) expandChunk(ctx context.Context, tx *store.Tx, b Broadcast, cu
 		return s.fail(ctx, tx, b.ID, now, fmt.Errorf("segment: %w", err))
 	}
 	names := b.Template.Variables()
-	chunk := s.cfg.Chunk
 	if len(names) == 0 {
-		chunk = s.identicalChunk
+		return s.expandIdentical(ctx, tx, b, c, cursor, now)
 	}
+	chunk := s.cfg.Chunk
 	members, err := segment.Page(ctx, tx, c, now, cursor, chunk)
 	if err != nil {
 		return err
 	}
-	var same []json.RawMessage // content that is the same for everyone, rendered once
-	if len(names) == 0 {
-		if same, err = b.Template.Render(nil); err != nil {
-			return s.fail(ctx, tx, b.ID, now, fmt.Errorf("template: %w", err))
-		}
-	}
 	skipped := 0
 	items := make([]delivery.Item, 0, len(members))
 	for _, m := range members {
-		msgs := same
-		if msgs == nil {
-			if msgs, err = s.render(ctx, tx, b, m.FriendID, names, now); err != nil {
-				if errors.Is(err, errUnrenderable) {
-					skipped++
-					continue
-				}
-				return err
+		msgs, err := s.render(ctx, tx, b, m.FriendID, names, now)
+		if err != nil {
+			if errors.Is(err, errUnrenderable) {
+				skipped++
+				continue
 			}
+			return err
 		}
 		it := delivery.Item{ChannelID: b.ChannelID, FriendID: m.FriendID, LineUserID: m.LineUserID,
 			Source: "broadcast", SourceID: b.ID, Messages: msgs, DueAt: now}
@@ -116,17 +108,42 @@ func (s *Service) expandChunk(ctx context.Context, tx *store.Tx, b Broadcast, cu
 	if err := s.deliveries.EnqueueMany(ctx, tx, items); err != nil {
 		return err
 	}
-	written := len(items)
-	state, finished := Sending, sql.NullInt64{}
-	if len(members) < chunk {
-		state, finished = Done, store.NullMillis(now)
-	}
 	if len(members) > 0 {
 		cursor = members[len(members)-1].FriendID
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE broadcasts SET state = ?, cursor_friend_id = ?, recipients = recipients + ?, skipped = skipped + ?,
+	return s.advance(ctx, tx, b.ID, cursor, len(items), skipped, len(members) < chunk, now)
+}
+
+// expandIdentical writes the next friends of a broadcast whose content is the same for
+// everyone: rendered once, written by the database itself (delivery.EnqueueAudience).
+func (s *Service) expandIdentical(ctx context.Context, tx *store.Tx, b Broadcast, c *segment.Compiled, cursor int64, now time.Time) error {
+	msgs, err := b.Template.Render(nil)
+	if err != nil {
+		return s.fail(ctx, tx, b.ID, now, fmt.Errorf("template: %w", err))
+	}
+	a := delivery.Audience{ChannelID: b.ChannelID, Where: func(after int64) (string, []any) {
+		return c.WhereAfter(tx.Dialect(), now, after)
+	}}
+	p, err := s.deliveries.EnqueueAudience(ctx, tx, a, cursor, s.identicalChunk, "broadcast", b.ID, msgs)
+	if errors.Is(err, delivery.ErrInvalidItem) {
+		return s.fail(ctx, tx, b.ID, now, err)
+	}
+	if err != nil {
+		return err
+	}
+	return s.advance(ctx, tx, b.ID, p.Last, p.Queued, p.Skipped, p.Looked < s.identicalChunk, now)
+}
+
+// advance moves a broadcast's cursor past what a chunk wrote, and ends it when the
+// chunk found the segment's end.
+func (s *Service) advance(ctx context.Context, tx *store.Tx, id, cursor int64, written, skipped int, end bool, now time.Time) error {
+	state, finished := Sending, sql.NullInt64{}
+	if end {
+		state, finished = Done, store.NullMillis(now)
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE broadcasts SET state = ?, cursor_friend_id = ?, recipients = recipients + ?, skipped = skipped + ?,
 		started_at = COALESCE(started_at, ?), finished_at = ?, updated_at = ? WHERE id = ?`,
-		state, cursor, written, skipped, store.Millis(now), finished, store.Millis(now), b.ID)
+		state, cursor, written, skipped, store.Millis(now), finished, store.Millis(now), id)
 	if err != nil {
 		return fmt.Errorf("broadcast: advance: %w", err)
 	}

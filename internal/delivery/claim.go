@@ -63,7 +63,6 @@ func (s *Service) claimQueued(ctx context.Context, tx *store.Tx, lease int64, lo
 		return nil, err
 	}
 	var out []*batch
-	byID := map[int64]*batch{}
 	msgCache := map[string][]json.RawMessage{}
 	for rows.Next() {
 		b := &batch{}
@@ -81,37 +80,13 @@ func (s *Service) claimQueued(ctx context.Context, tx *store.Tx, lease int64, lo
 			msgCache[msgs] = b.messages
 		}
 		out = append(out, b)
-		byID[b.id] = b
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil || len(out) == 0 {
 		return nil, err
 	}
-	for start := 0; start < len(out); start += 20 {
-		chunk := out[start:min(start+20, len(out))]
-		args := make([]any, len(chunk))
-		for i, b := range chunk {
-			args[i] = b.id
-		}
-		rows, err := tx.QueryContext(ctx, `SELECT batch_id, line_user_id FROM deliveries WHERE batch_id IN (`+
-			strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",")+`) AND state = 'sending' ORDER BY batch_id, id`, args...)
-		if err != nil {
-			return nil, err
-		}
-		for rows.Next() {
-			var id int64
-			var u string
-			if err := rows.Scan(&id, &u); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			b := byID[id]
-			b.recipients.To = append(b.recipients.To, u)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
+	if err := readMembers(ctx, tx, out); err != nil {
+		return nil, err
 	}
 	live := out[:0]
 	for _, b := range out {
@@ -122,14 +97,52 @@ func (s *Service) claimQueued(ctx context.Context, tx *store.Tx, lease int64, lo
 			}
 			continue
 		}
-		rj, _ := json.Marshal(b.recipients)
-		if _, err := tx.ExecContext(ctx, `UPDATE batches SET state = 'sending', lease_until = ?, recipients = ?, size = ? WHERE id = ?`,
-			lease, string(rj), len(b.recipients.To), b.id); err != nil {
+		// The members are fixed from here on (only queued batches give any up), so
+		// they are not copied into the batch row: whoever takes the batch over reads
+		// them again (readMembers).
+		if _, err := tx.ExecContext(ctx, `UPDATE batches SET state = 'sending', lease_until = ?, size = ? WHERE id = ?`,
+			lease, len(b.recipients.To), b.id); err != nil {
 			return nil, err
 		}
 		live = append(live, b)
 	}
 	return live, nil
+}
+
+// readMembers reads the recipients of batches formed by EnqueueMany from their
+// deliveries, in delivery order.
+func readMembers(ctx context.Context, tx *store.Tx, batches []*batch) error {
+	byID := make(map[int64]*batch, len(batches))
+	for _, b := range batches {
+		byID[b.id] = b
+	}
+	for start := 0; start < len(batches); start += 20 {
+		chunk := batches[start:min(start+20, len(batches))]
+		args := make([]any, len(chunk))
+		for i, b := range chunk {
+			args[i] = b.id
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT batch_id, line_user_id FROM deliveries WHERE batch_id IN (`+
+			strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",")+`) AND state = 'sending' ORDER BY batch_id, id`, args...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var id int64
+			var u string
+			if err := rows.Scan(&id, &u); err != nil {
+				rows.Close()
+				return err
+			}
+			b := byID[id]
+			b.recipients.To = append(b.recipients.To, u)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *Service) takeOver(ctx context.Context, tx *store.Tx, now time.Time, lease int64, lock string, limit int, mine []int64) ([]*batch, error) {
@@ -147,7 +160,7 @@ func (s *Service) takeOver(ctx context.Context, tx *store.Tx, now time.Time, lea
 	if err != nil {
 		return nil, err
 	}
-	var out []*batch
+	var out, fromMembers []*batch
 	for rows.Next() {
 		b := &batch{}
 		var msgs, rcpt string
@@ -159,14 +172,21 @@ func (s *Service) takeOver(ctx context.Context, tx *store.Tx, now time.Time, lea
 			rows.Close()
 			return nil, fmt.Errorf("batch %d: messages: %w", b.id, err)
 		}
-		if err := json.Unmarshal([]byte(rcpt), &b.recipients); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("batch %d: recipients: %w", b.id, err)
+		if rcpt != "" {
+			if err := json.Unmarshal([]byte(rcpt), &b.recipients); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("batch %d: recipients: %w", b.id, err)
+			}
+		} else {
+			fromMembers = append(fromMembers, b)
 		}
 		out = append(out, b)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if err := readMembers(ctx, tx, fromMembers); err != nil {
 		return nil, err
 	}
 	for _, b := range out {

@@ -16,12 +16,13 @@ type Tally struct {
 }
 
 // TallySince counts a channel's deliveries sent since a time, and those failed that were
-// due since then (a failure records no time of its own).
+// due since then (a failure records no time of its own). Every delivery goes out in a
+// batch whose size is its member count, so what was sent is summed over batches.
 func (s *Service) TallySince(ctx context.Context, channelID string, since time.Time) (Tally, error) {
 	var t Tally
 	ms := store.Millis(since)
 	err := s.db.QueryRowContext(ctx, `SELECT
-			(SELECT COUNT(*) FROM deliveries WHERE channel_id = ? AND state = 'sent' AND sent_at >= ?),
+			(SELECT COALESCE(SUM(size), 0) FROM batches WHERE channel_id = ? AND state = 'sent' AND sent_at >= ?),
 			(SELECT COUNT(*) FROM deliveries WHERE channel_id = ? AND state = 'failed' AND due_at >= ?)`,
 		channelID, ms, channelID, ms).Scan(&t.Sent, &t.Failed)
 	if err != nil {

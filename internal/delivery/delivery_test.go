@@ -134,7 +134,8 @@ func (r *rig) drain(svcs ...*delivery.Service) {
 			}
 		}
 		var open int
-		r.db.QueryRowContext(context.Background(), `SELECT COUNT(*) FROM deliveries WHERE state IN ('pending', 'sending')`).Scan(&open)
+		r.db.QueryRowContext(context.Background(), `SELECT COUNT(*) FROM deliveries d LEFT JOIN batches b ON b.id = d.batch_id
+			WHERE `+delivery.StateSQL("d", "b")+` IN ('pending', 'sending')`).Scan(&open)
 		if open == 0 {
 			return
 		}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -243,41 +242,23 @@ func (s *Service) send(ctx context.Context, b *batch) sendOutcome {
 func (s *Service) recordAll(ctx context.Context, group []sendOutcome) error {
 	now := s.clock.Now()
 	return s.db.WriteTx(ctx, func(tx *store.Tx) error {
-		sent := map[string][]int64{} // method -> batches whose deliveries are now sent
 		for _, o := range group {
 			if errors.Is(o.err, context.Canceled) {
 				continue
 			}
-			ok, err := s.record(ctx, tx, o.b, o.res, o.err, now)
-			if err != nil {
+			if err := s.record(ctx, tx, o.b, o.res, o.err, now); err != nil {
 				return fmt.Errorf("batch %d: %w", o.b.id, err)
-			}
-			if ok {
-				sent[o.b.method] = append(sent[o.b.method], o.b.id)
-			}
-		}
-		nowMs := store.Millis(now)
-		for method, ids := range sent {
-			for start := 0; start < len(ids); start += 500 {
-				chunk := ids[start:min(start+500, len(ids))]
-				args := []any{method, nowMs}
-				for _, id := range chunk {
-					args = append(args, id)
-				}
-				if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = 'sent', method = ?, sent_at = ?
-					WHERE batch_id IN (`+strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",")+`) AND state = 'sending'`, args...); err != nil {
-					return err
-				}
 			}
 		}
 		return nil
 	})
 }
 
-// record writes a call's outcome to its batch and, but for success, to its deliveries.
-// It reports whether the batch was sent: the caller marks the deliveries of all sent
-// batches together.
-func (s *Service) record(ctx context.Context, tx *store.Tx, b *batch, res line.SendResult, sendErr error, now time.Time) (bool, error) {
+// record writes a call's outcome to its batch. Success is written to the batch alone:
+// its deliveries stay 'sending' in their own rows and read as sent through it (see
+// StateSQL), so a multicast to 500 costs one row write, not 501. Other outcomes are
+// rare and written to the deliveries too.
+func (s *Service) record(ctx context.Context, tx *store.Tx, b *batch, res line.SendResult, sendErr error, now time.Time) error {
 	nowMs := store.Millis(now)
 	attempts := b.attempts + 1
 	switch {
@@ -292,49 +273,45 @@ func (s *Service) record(ctx context.Context, tx *store.Tx, b *batch, res line.S
 			last_error = ?, sent_at = ? WHERE id = ? AND state = 'sending'`,
 			attempts, res.RequestID, boolInt(res.AlreadyAccepted), note, nowMs, b.id)
 		if err != nil {
-			return false, err
+			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return false, nil // recorded already, by whoever else sent it after our lease ran out
+		if n, _ := res.RowsAffected(); n == 0 || note == "" {
+			return nil // n == 0: recorded already, by whoever else sent it after our lease ran out
 		}
-		if note != "" {
-			if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET last_error = ? WHERE batch_id = ?`, note, b.id); err != nil {
-				return false, err
-			}
-		}
-		return true, nil
+		_, err = tx.ExecContext(ctx, `UPDATE deliveries SET last_error = ? WHERE batch_id = ?`, note, b.id)
+		return err
 	case b.method == MethodReply:
 		// The token was refused or expired: LINE did not send. Push instead, now.
 		method := MethodPush
 		if len(b.recipients.To) != 1 {
-			return false, fmt.Errorf("%w: reply batch %d with %d recipients", ErrInvalidItem, b.id, len(b.recipients.To))
+			return fmt.Errorf("%w: reply batch %d with %d recipients", ErrInvalidItem, b.id, len(b.recipients.To))
 		}
 		_, err := tx.ExecContext(ctx, `UPDATE batches SET method = ?, attempts = ?, lease_until = ?, last_error = ? WHERE id = ? AND state = 'sending'`,
 			method, attempts, nowMs, "reply failed, sent by push: "+sendErr.Error(), b.id)
 		if err != nil {
-			return false, err
+			return err
 		}
 		tx.AfterCommit(s.Notify)
 		_, err = tx.ExecContext(ctx, `UPDATE deliveries SET last_error = ? WHERE batch_id = ?`,
 			"reply token refused or expired; sent by push", b.id)
-		return false, err
+		return err
 	case line.IsPermanent(sendErr) || errors.Is(sendErr, ErrInvalidItem) || errors.Is(sendErr, line.ErrInvalidRetryKey) || attempts >= s.cfg.MaxAttempts:
 		reason := sendErr.Error()
 		if _, err := tx.ExecContext(ctx, `UPDATE batches SET state = 'failed', attempts = ?, last_error = ? WHERE id = ? AND state = 'sending'`,
 			attempts, reason, b.id); err != nil {
-			return false, err
+			return err
 		}
 		s.logger.Warn("delivery: batch failed", "batch", b.id, "channel", b.channelID, "method", b.method, "size", len(b.recipients.To), "err", sendErr)
 		_, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = 'failed', method = ?, last_error = ? WHERE batch_id = ? AND state = 'sending'`,
 			b.method, reason, b.id)
-		return false, err
+		return err
 	default:
 		// 5xx, 429 after the client's own backoff, or no answer: try again later with
 		// the same key. Whoever claims it then, LINE recognises the call.
 		retryAt := now.Add(backoff(attempts))
 		_, err := tx.ExecContext(ctx, `UPDATE batches SET attempts = ?, lease_until = ?, last_error = ? WHERE id = ? AND state = 'sending'`,
 			attempts, store.Millis(retryAt), sendErr.Error(), b.id)
-		return false, err
+		return err
 	}
 }
 

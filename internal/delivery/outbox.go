@@ -155,11 +155,18 @@ var ErrInvalidItem = errors.New("delivery: invalid item")
 // Check reports, as ErrInvalidItem, what LINE would refuse in the item: callers that
 // queue many check each first, since one bad recipient would fail a whole call.
 func (it Item) Check() error {
-	if len(it.Messages) < 1 || len(it.Messages) > 5 {
-		return fmt.Errorf("%w: %d messages, LINE takes 1 to 5", ErrInvalidItem, len(it.Messages))
+	if err := checkMessages(it.Messages); err != nil {
+		return err
 	}
 	if !line.ValidUserID(it.LineUserID) {
 		return fmt.Errorf("%w: not a LINE user ID", ErrInvalidItem)
+	}
+	return nil
+}
+
+func checkMessages(msgs []json.RawMessage) error {
+	if len(msgs) < 1 || len(msgs) > 5 {
+		return fmt.Errorf("%w: %d messages, LINE takes 1 to 5", ErrInvalidItem, len(msgs))
 	}
 	return nil
 }
@@ -501,81 +508,4 @@ func (s *Service) Register(p *ingest.Processor) {
 		_, err = s.DropPending(ctx, tx, id, "blocked")
 		return err
 	})
-}
-
-// Record is a delivery as the console and the API show it.
-type Record struct {
-	ID         int64
-	ChannelID  string
-	FriendID   int64
-	Source     string
-	SourceID   int64
-	SourceRef  string
-	State      string
-	Method     string
-	BatchID    int64
-	LastError  string
-	Messages   json.RawMessage
-	DueAt      time.Time
-	CreatedAt  time.Time
-	SentAt     time.Time
-	RequestID  string
-	Duplicated bool // LINE had accepted the batch before (409): sent by an earlier attempt
-}
-
-// ForFriend returns a friend's deliveries, newest first.
-func (s *Service) ForFriend(ctx context.Context, friendID int64, limit int) ([]Record, error) {
-	return s.query(ctx, `WHERE d.friend_id = ? ORDER BY d.id DESC LIMIT ?`, friendID, limit)
-}
-
-// ForSource returns the deliveries a source (e.g. one enrolment) made, oldest first.
-func (s *Service) ForSource(ctx context.Context, source string, sourceID int64) ([]Record, error) {
-	return s.query(ctx, `WHERE d.source = ? AND d.source_id = ? ORDER BY d.id`, source, sourceID)
-}
-
-func (s *Service) query(ctx context.Context, where string, args ...any) ([]Record, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT d.id, d.channel_id, d.friend_id, d.source, COALESCE(d.source_id, 0), d.source_ref,
-		d.state, d.method, COALESCE(d.batch_id, 0), d.last_error, COALESCE(NULLIF(d.messages, ''), b.messages, ''), d.due_at, d.created_at, d.sent_at,
-		COALESCE(b.request_id, ''), COALESCE(b.accepted_earlier, 0)
-		FROM deliveries d LEFT JOIN batches b ON b.id = d.batch_id `+where, args...)
-	if err != nil {
-		return nil, fmt.Errorf("delivery: list: %w", err)
-	}
-	defer rows.Close()
-	var out []Record
-	for rows.Next() {
-		var r Record
-		var msgs string
-		var due, created int64
-		var sent sql.NullInt64
-		var dup int
-		if err := rows.Scan(&r.ID, &r.ChannelID, &r.FriendID, &r.Source, &r.SourceID, &r.SourceRef, &r.State, &r.Method,
-			&r.BatchID, &r.LastError, &msgs, &due, &created, &sent, &r.RequestID, &dup); err != nil {
-			return nil, err
-		}
-		r.Messages = json.RawMessage(msgs)
-		r.DueAt, r.CreatedAt, r.SentAt = store.Time(due), store.Time(created), store.NullTime(sent)
-		r.Duplicated = dup != 0
-		out = append(out, r)
-	}
-	return out, rows.Err()
-}
-
-// Counts returns how many deliveries of a channel are in each state.
-func (s *Service) Counts(ctx context.Context, channelID string) (map[string]int, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT state, COUNT(*) FROM deliveries WHERE channel_id = ? GROUP BY state`, channelID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[string]int{}
-	for rows.Next() {
-		var st string
-		var n int
-		if err := rows.Scan(&st, &n); err != nil {
-			return nil, err
-		}
-		out[st] = n
-	}
-	return out, rows.Err()
 }

@@ -223,8 +223,9 @@ func (s *Service) Messages(ctx context.Context, channelID string, friendID, befo
 	args = append(args, limit)
 	rows, err := s.db.QueryContext(ctx, `SELECT m.id, m.friend_id, m.direction, m.kind, m.text, m.sticker_package_id, m.sticker_id,
 			m.line_message_id, m.postback_data, m.postback_params, m.occurred_at, COALESCE(m.staff_id, 0),
-			COALESCE(d.id, 0), COALESCE(d.state, ''), COALESCE(d.method, ''), COALESCE(d.last_error, '')
-		FROM messages m LEFT JOIN deliveries d ON d.id = m.delivery_id
+			COALESCE(d.id, 0), COALESCE(`+delivery.StateSQL("d", "b")+`, ''), COALESCE(`+delivery.MethodSQL("d", "b")+`, ''),
+			COALESCE(d.last_error, '')
+		FROM messages m LEFT JOIN deliveries d ON d.id = m.delivery_id LEFT JOIN batches b ON b.id = d.batch_id
 		WHERE `+where+` ORDER BY m.occurred_at DESC, m.id DESC LIMIT ?`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("inbox: messages: %w", err)

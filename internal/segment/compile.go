@@ -254,6 +254,12 @@ func (c *Compiled) Where(d store.Dialect, now time.Time) (string, []any) {
 	return c.where(d, now, -1)
 }
 
+// WhereAfter is Where for the friends with an id above after (a page of a keyset walk,
+// which the caller bounds with f.id > after too).
+func (c *Compiled) WhereAfter(d store.Dialect, now time.Time, after int64) (string, []any) {
+	return c.where(d, now, max(after, 0))
+}
+
 // where is Where for friends with an id above after (-1: no bound). The bound is
 // repeated inside each subquery: PostgreSQL does not carry f.id > x over to
 // ft.friend_id, and without it a merge join would read a tag's rows from the start on

@@ -223,7 +223,8 @@ func (r *crashRig) start(db *store.DB, users []string) {
 func (r *crashRig) finished(db *store.DB) bool {
 	ctx := context.Background()
 	var open int
-	err := db.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM deliveries WHERE state IN ('pending', 'sending'))
+	err := db.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM deliveries d LEFT JOIN batches b ON b.id = d.batch_id
+			WHERE `+delivery.StateSQL("d", "b")+` IN ('pending', 'sending'))
 		+ (SELECT COUNT(*) FROM enrollments WHERE state = 'active') + (SELECT COUNT(*) FROM broadcasts WHERE state <> 'done')`).Scan(&open)
 	if err != nil {
 		r.t.Fatal(err)
@@ -321,7 +322,8 @@ func runCrashes(t *testing.T, dsn string, faults emulator.Faults, kills int) {
 	}
 	c.kill()
 	var failed int
-	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM deliveries WHERE state <> 'sent'").Scan(&failed); err != nil || failed != 0 {
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM deliveries d LEFT JOIN batches b ON b.id = d.batch_id WHERE "+
+		delivery.StateSQL("d", "b")+" <> 'sent'").Scan(&failed); err != nil || failed != 0 {
 		t.Fatalf("%d deliveries not sent (%v)", failed, err)
 	}
 	r.check()
