@@ -36,6 +36,8 @@ type broadcastJSON struct {
 	LastError    string     `json:"last_error,omitempty"`
 	CreatedBy    string     `json:"created_by,omitempty"`
 	CreatedAt    *time.Time `json:"created_at"`
+	// TemplateKey is the saved template the messages were copied from.
+	TemplateKey string `json:"template_key,omitempty"`
 
 	Segment  *segment.Filter   `json:"segment,omitempty"`
 	Messages []message.Message `json:"messages,omitempty"`
@@ -47,7 +49,8 @@ type broadcastJSON struct {
 func toBroadcastJSON(b broadcast.Broadcast, detail bool) broadcastJSON {
 	out := broadcastJSON{ID: b.ID, Name: b.Name, State: b.State, Personalised: b.Template.Personalised(),
 		ScheduledAt: at(b.ScheduledAt), StartedAt: at(b.StartedAt), FinishedAt: at(b.FinishedAt),
-		Recipients: b.Recipients, Skipped: b.Skipped, LastError: b.LastError, CreatedBy: b.CreatedBy, CreatedAt: at(b.CreatedAt)}
+		Recipients: b.Recipients, Skipped: b.Skipped, LastError: b.LastError, CreatedBy: b.CreatedBy, CreatedAt: at(b.CreatedAt),
+		TemplateKey: b.TemplateKey}
 	if detail {
 		out.Segment, out.Messages = &b.Segment, b.Template.Messages
 		out.Progress = map[string]int{}
@@ -186,12 +189,15 @@ func (a *API) countRecipients(w http.ResponseWriter, r *http.Request, c *call) e
 
 // createBroadcast stores a broadcast to send now or at scheduled_at. Content with
 // variables is rendered per friend and sent by push; the same content for everyone
-// goes by multicast. Problems come back with paths into the request body.
+// goes by multicast. The messages are given, or copied from a saved template
+// (template_key) as the broadcast is created. Problems come back with paths into the
+// request body.
 func (a *API) createBroadcast(w http.ResponseWriter, r *http.Request, c *call) error {
 	var req struct {
 		audienceRequest
 		Name        string          `json:"name"`
 		Messages    json.RawMessage `json:"messages"`
+		TemplateKey string          `json:"template_key"`
 		ScheduledAt *string         `json:"scheduled_at"`
 	}
 	if err := decode(r, &req); err != nil {
@@ -202,9 +208,17 @@ func (a *API) createBroadcast(w http.ResponseWriter, r *http.Request, c *call) e
 		return err
 	}
 	var tpl message.Template
-	switch raw := bytes.TrimSpace(req.Messages); {
-	case len(raw) == 0 || bytes.Equal(raw, []byte("null")):
-		ps = append(ps, Problem{Path: "messages", EN: "give the messages: 1 to 5 LINE message objects", JA: "messages に送るメッセージを1〜5件指定してください"})
+	raw := bytes.TrimSpace(req.Messages)
+	given := len(raw) > 0 && !bytes.Equal(raw, []byte("null"))
+	switch {
+	case given && req.TemplateKey != "":
+		ps = append(ps, Problem{Path: "template_key", EN: "give messages or template_key, not both",
+			JA: "messages と template_key はどちらか一方だけを指定してください"})
+	case req.TemplateKey != "":
+		// The service reads the template in the transaction that creates the broadcast.
+	case !given:
+		ps = append(ps, Problem{Path: "messages", EN: "give the messages (1 to 5 LINE message objects) or the template_key of a saved template",
+			JA: "messages に送るメッセージを1〜5件指定するか、template_key に保存済みテンプレートのキーを指定してください"})
 	case raw[0] != '[':
 		ps = append(ps, Problem{Path: "messages", EN: "give the messages as a JSON array", JA: "messages は JSON の配列で指定してください"})
 	default:
@@ -232,12 +246,21 @@ func (a *API) createBroadcast(w http.ResponseWriter, r *http.Request, c *call) e
 	err = a.cfg.DB.WriteTx(r.Context(), func(tx *store.Tx) error {
 		var err error
 		b, err = a.cfg.Broadcasts.Create(r.Context(), tx, broadcast.Broadcast{ChannelID: c.channel, Name: req.Name, Segment: f,
-			Template: tpl, ScheduledAt: when, CreatedBy: "api-token:" + strconv.FormatInt(c.token.ID, 10)})
+			Template: tpl, TemplateKey: req.TemplateKey, ScheduledAt: when, CreatedBy: "api-token:" + strconv.FormatInt(c.token.ID, 10)})
 		return err
 	})
 	var mps message.Problems
 	if errors.Is(err, broadcast.ErrInvalid) && errors.As(err, &mps) {
-		return invalidInput(a.broadcastProblems(r.Context(), c.channel, req.SegmentKey, f, mps)...)
+		out := a.broadcastProblems(r.Context(), c.channel, req.SegmentKey, f, mps)
+		if req.TemplateKey != "" {
+			// The messages came from the saved template, not the body: say so.
+			for i, p := range out {
+				if strings.HasPrefix(p.Path, "messages") {
+					out[i].Path = "template_key"
+				}
+			}
+		}
+		return invalidInput(out...)
 	}
 	if err != nil {
 		return err

@@ -9,6 +9,10 @@
 // and whose window is open, the one with the highest priority answers, and of equal
 // priorities the oldest (lowest ID); a message gets at most one auto-reply.
 //
+// A reply may show coupons ({{coupon.<key>.code}}, through ExtraVars): the friend is
+// issued the coupon in the transaction that writes the reply, once, and is shown the
+// same code when they ask again; the fallback once it has ended or they have used it up.
+//
 // Rules are read from the database for every message rather than cached, so that every
 // instance sees a change at once; MaxRules bounds that work.
 package autoreply
@@ -81,6 +85,10 @@ type Window struct {
 	To   string
 }
 
+// VarsFunc adds variables a reply may use beyond the friend's own (coupons), in the
+// transaction that writes the reply.
+type VarsFunc func(ctx context.Context, q store.Querier, channelID string, friendID int64, names []string, now time.Time) (message.MapVars, error)
+
 // Service reads, writes and applies auto-reply rules.
 type Service struct {
 	db         *store.DB
@@ -88,6 +96,12 @@ type Service struct {
 	friends    *friend.Service
 	deliveries *delivery.Service
 	logger     *slog.Logger
+
+	// ExtraVars, when set, supplies variables beyond the friend's (coupons: issued as
+	// the reply is written, in its transaction), and CheckVars checks, when a rule is
+	// saved, that those its messages name exist; its error is message.Problems.
+	ExtraVars VarsFunc
+	CheckVars func(ctx context.Context, q store.Querier, channelID string, names []string) error
 
 	patterns  patternCache
 	locations sync.Map // time zone name -> *time.Location
@@ -108,11 +122,14 @@ func (s *Service) Validate(r Rule) error {
 }
 
 // Save creates the rule, or updates the channel's rule of the same key (keeping its ID
-// and counters). Invalid rules, and a new rule past MaxRules, are refused with
-// message.Problems.
+// and counters). Invalid rules, rules whose messages name a coupon the channel does not
+// have, and a new rule past MaxRules, are refused with message.Problems.
 func (s *Service) Save(ctx context.Context, q store.Querier, r Rule) (Rule, error) {
 	if ps := validate(r); ps != nil {
 		return Rule{}, ps
+	}
+	if err := s.checkVars(ctx, q, r); err != nil {
+		return Rule{}, err
 	}
 	var others int
 	err := q.QueryRowContext(ctx, "SELECT COUNT(*) FROM autoreplies WHERE channel_id = ? AND key <> ?", r.ChannelID, r.Key).Scan(&others)
@@ -155,6 +172,47 @@ func (s *Service) Save(ctx context.Context, q store.Querier, r Rule) (Rule, erro
 		return Rule{}, fmt.Errorf("autoreply: save %s: %w", r.Key, err)
 	}
 	return s.get(ctx, q, "channel_id = ? AND key = ?", r.ChannelID, r.Key)
+}
+
+// checkVars refuses variables that name what the channel does not have (a coupon),
+// with message.Problems at "template" that name the variable.
+func (s *Service) checkVars(ctx context.Context, q store.Querier, r Rule) error {
+	if s.CheckVars == nil {
+		return nil
+	}
+	err := s.CheckVars(ctx, q, r.ChannelID, r.Template.Variables())
+	var ps message.Problems
+	if !errors.As(err, &ps) {
+		if err != nil {
+			return fmt.Errorf("autoreply: save %s: %w", r.Key, err)
+		}
+		return nil
+	}
+	out := make(message.Problems, len(ps))
+	for i, p := range ps {
+		p.Path = "template"
+		out[i] = p
+	}
+	return out
+}
+
+// SetEnabled switches a channel's rule on or off and returns it. Switching off always
+// succeeds, so that a rule naming a coupon deleted since can still be stopped;
+// switching on checks the rule as Save does.
+func (s *Service) SetEnabled(ctx context.Context, q store.Querier, channelID, key string, on bool) (Rule, error) {
+	r, err := s.get(ctx, q, "channel_id = ? AND key = ?", channelID, key)
+	if err != nil {
+		return Rule{}, err
+	}
+	if on {
+		r.Enabled = true
+		return s.Save(ctx, q, r)
+	}
+	_, err = q.ExecContext(ctx, "UPDATE autoreplies SET enabled = 0, updated_at = ? WHERE id = ?", store.Millis(s.clock.Now()), r.ID)
+	if err != nil {
+		return Rule{}, fmt.Errorf("autoreply: switch off %s: %w", key, err)
+	}
+	return s.get(ctx, q, "id = ?", r.ID)
 }
 
 // Get returns a channel's rule by key, or an error wrapping store.ErrNotFound.

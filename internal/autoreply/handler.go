@@ -10,6 +10,7 @@ import (
 
 	"github.com/linestep/linestep/internal/delivery"
 	"github.com/linestep/linestep/internal/ingest"
+	"github.com/linestep/linestep/internal/message"
 	"github.com/linestep/linestep/internal/store"
 )
 
@@ -54,14 +55,19 @@ func (s *Service) applyMessage(ctx context.Context, tx *store.Tx, ev ingest.Even
 	if err != nil || !ok {
 		return err
 	}
-	vars, err := s.friends.Vars(ctx, tx, friendID)
+	// Validated when saved: only a stricter validator since can refuse it now. Failing
+	// the event would not fix the rule, and would undo the message log. Checked before
+	// the variables, so that no coupon is issued for a reply that is not written.
+	if ps := rule.Template.Validate(); ps != nil {
+		s.logger.Warn("autoreply: template not rendered", "channel", ev.ChannelID, "rule", rule.Key, "err", ps)
+		return nil
+	}
+	vars, err := s.vars(ctx, tx, ev.ChannelID, friendID, rule)
 	if err != nil {
-		return fmt.Errorf("autoreply: %w", err)
+		return err
 	}
 	msgs, err := rule.Template.Render(vars)
 	if err != nil {
-		// Validated when saved: only a stricter validator since can refuse it now.
-		// Failing the event would not fix the rule, and would undo the message log.
 		s.logger.Warn("autoreply: template not rendered", "channel", ev.ChannelID, "rule", rule.Key, "err", err)
 		return nil
 	}
@@ -83,4 +89,27 @@ func (s *Service) applyMessage(ctx context.Context, tx *store.Tx, ev ingest.Even
 		return fmt.Errorf("autoreply: count hit: %w", err)
 	}
 	return nil
+}
+
+// vars are the values the rule's messages may show the friend. A coupon they name is
+// issued to the friend here, in the transaction that writes the reply, so the issue and
+// the reply stand or fall together; asked again, the friend is shown the same code.
+func (s *Service) vars(ctx context.Context, tx *store.Tx, channelID string, friendID int64, rule Rule) (message.MapVars, error) {
+	vars, err := s.friends.Vars(ctx, tx, friendID)
+	if err != nil {
+		return nil, fmt.Errorf("autoreply: %w", err)
+	}
+	names := rule.Template.Variables()
+	if s.ExtraVars == nil || len(names) == 0 {
+		return vars, nil
+	}
+	// Coupons are judged at the time the reply is written, when their code is issued.
+	extra, err := s.ExtraVars(ctx, tx, channelID, friendID, names, s.clock.Now())
+	if err != nil {
+		return nil, fmt.Errorf("autoreply: rule %s: %w", rule.Key, err)
+	}
+	for k, v := range extra {
+		vars[k] = v
+	}
+	return vars, nil
 }

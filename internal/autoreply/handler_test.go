@@ -23,8 +23,19 @@ const (
 	userB = "Ufedcba9876543210fedcba9876543210"
 )
 
-// deliver stores raw events as the webhook handler would and processes them.
+// deliver stores raw events as the webhook handler would and processes them, failing
+// the test unless every event is applied.
 func (f *fixture) deliver(t *testing.T, events ...string) {
+	t.Helper()
+	f.deliverAny(t, events...)
+	var failed int
+	if err := f.db.QueryRowContext(context.Background(), "SELECT COUNT(*) FROM webhook_events WHERE state <> 'done'").Scan(&failed); err != nil || failed != 0 {
+		t.Fatalf("%d events not done (%v)", failed, err)
+	}
+}
+
+// deliverAny is deliver for events that may fail.
+func (f *fixture) deliverAny(t *testing.T, events ...string) {
 	t.Helper()
 	ctx := context.Background()
 	var raws []line.RawEvent
@@ -52,10 +63,6 @@ func (f *fixture) deliver(t *testing.T, events ...string) {
 		if n == 0 {
 			break
 		}
-	}
-	var failed int
-	if err := f.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM webhook_events WHERE state <> 'done'").Scan(&failed); err != nil || failed != 0 {
-		t.Fatalf("%d events not done (%v)", failed, err)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/linestep/linestep/internal/message"
 	"github.com/linestep/linestep/internal/segment"
 	"github.com/linestep/linestep/internal/store"
+	"github.com/linestep/linestep/internal/template"
 )
 
 // States of a broadcast.
@@ -40,6 +41,7 @@ type Broadcast struct {
 	Name        string
 	Segment     segment.Filter
 	Template    message.Template
+	TemplateKey string // the saved template the messages were copied from (see Create)
 	State       string
 	ScheduledAt time.Time
 	StartedAt   time.Time
@@ -122,17 +124,15 @@ func (s *Service) Count(ctx context.Context, channelID string, f segment.Filter)
 	return segment.Count(ctx, s.db, c, s.clock.Now())
 }
 
-// Create validates and stores a broadcast; a zero ScheduledAt sends it now.
+// Create validates and stores a broadcast; a zero ScheduledAt sends it now. Its
+// messages are b.Template or, when b.TemplateKey names a saved template of the channel
+// (package template) instead, a copy of that template's messages read in tx: a
+// scheduled broadcast sends what it shows, even if the template is edited or deleted
+// meanwhile. The key stays as a record of where the messages came from.
 func (s *Service) Create(ctx context.Context, tx *store.Tx, b Broadcast) (Broadcast, error) {
-	var ps message.Problems
-	for _, p := range b.Template.Validate() {
-		p.Path = "template." + p.Path
-		ps = append(ps, p)
-	}
-	if s.CheckVars != nil {
-		if err := s.CheckVars(ctx, tx, b.ChannelID, b.Template.Variables()); err != nil {
-			ps = append(ps, message.Problem{Path: "template", JA: "メッセージの変数が正しくありません（クーポンがありません）", EN: err.Error()})
-		}
+	ps, err := s.content(ctx, tx, &b)
+	if err != nil {
+		return Broadcast{}, err
 	}
 	if len([]rune(b.Name)) > 100 {
 		ps = append(ps, message.Problem{Path: "name", JA: "名前は100文字以内にしてください", EN: "at most 100 characters"})
@@ -155,7 +155,7 @@ func (s *Service) Create(ctx context.Context, tx *store.Tx, b Broadcast) (Broadc
 	if err != nil {
 		return Broadcast{}, err
 	}
-	tpl, err := json.Marshal(b.Template)
+	tpl, err := json.Marshal(storedTemplate{Template: b.Template, From: b.TemplateKey})
 	if err != nil {
 		return Broadcast{}, err
 	}
@@ -172,6 +172,55 @@ func (s *Service) Create(ctx context.Context, tx *store.Tx, b Broadcast) (Broadc
 	return b, nil
 }
 
+// content finds the broadcast's messages and returns their problems, with paths under
+// "template" (and "template_key" for the saved template's key).
+func (s *Service) content(ctx context.Context, tx *store.Tx, b *Broadcast) (message.Problems, error) {
+	if b.TemplateKey != "" {
+		if len(b.Template.Messages) > 0 {
+			return message.Problems{{Path: "template_key", JA: "メッセージと保存済みテンプレートは、どちらか一方だけを指定してください",
+				EN: "give the messages or a saved template's key, not both"}}, nil
+		}
+		t, err := template.Get(ctx, tx, b.ChannelID, b.TemplateKey)
+		if errors.Is(err, store.ErrNotFound) {
+			return message.Problems{{Path: "template_key", JA: "このキーの保存済みテンプレートはありません",
+				EN: "there is no saved template of this key"}}, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("broadcast: %w", err)
+		}
+		b.Template = t.Body
+	}
+	var ps message.Problems
+	for _, p := range b.Template.Validate() {
+		p.Path = "template." + p.Path
+		ps = append(ps, p)
+	}
+	if s.CheckVars == nil {
+		return ps, nil
+	}
+	err := s.CheckVars(ctx, tx, b.ChannelID, b.Template.Variables())
+	var vps message.Problems
+	switch {
+	case errors.As(err, &vps):
+		// Each names the variable: a coupon that does not exist, or a misspelt field.
+		for _, p := range vps {
+			p.Path = "template"
+			ps = append(ps, p)
+		}
+	case err != nil:
+		return nil, fmt.Errorf("broadcast: check variables: %w", err)
+	}
+	return ps, nil
+}
+
+// storedTemplate is the template column: the messages, and the key of the saved
+// template they were copied from, if any (kept beside them rather than in a column of
+// its own).
+type storedTemplate struct {
+	message.Template
+	From string `json:"from_template,omitempty"`
+}
+
 const columns = `id, channel_id, name, segment, template, state, scheduled_at, started_at, finished_at, recipients, skipped, last_error, created_by, created_at`
 
 func scan(row interface{ Scan(...any) error }) (Broadcast, error) {
@@ -186,9 +235,11 @@ func scan(row interface{ Scan(...any) error }) (Broadcast, error) {
 	if err := json.Unmarshal([]byte(seg), &b.Segment); err != nil {
 		return Broadcast{}, fmt.Errorf("broadcast %d: stored segment: %w", b.ID, err)
 	}
-	if err := json.Unmarshal([]byte(tpl), &b.Template); err != nil {
+	var st storedTemplate
+	if err := json.Unmarshal([]byte(tpl), &st); err != nil {
 		return Broadcast{}, fmt.Errorf("broadcast %d: stored template: %w", b.ID, err)
 	}
+	b.Template, b.TemplateKey = st.Template, st.From
 	b.ScheduledAt, b.StartedAt, b.FinishedAt, b.CreatedAt = store.Time(sched), store.NullTime(started), store.NullTime(finished), store.Time(created)
 	return b, nil
 }

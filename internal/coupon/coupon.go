@@ -9,7 +9,9 @@
 // redelivered postback counts once.
 //
 // Templates show a coupon as {{coupon.<key>.code}}, {{coupon.<key>.title}} and
-// {{coupon.<key>.valid_until}}; Vars issues the coupon as the message is rendered.
+// {{coupon.<key>.valid_until}}; Vars issues the coupon as the message is rendered (a
+// broadcast, a scenario step, an auto-reply), and shows the fallback instead once the
+// coupon has ended or the friend has used it up.
 package coupon
 
 import (

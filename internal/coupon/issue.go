@@ -22,7 +22,12 @@ type Issued struct {
 	IssuedAt   time.Time
 	ValidUntil time.Time // zero: no end
 	Redeemed   int       // times the friend has redeemed it
+	// PerFriendLimit is the coupon's: Redeemed reaching it means the code is used up.
+	PerFriendLimit int
 }
+
+// UsedUp reports whether the friend has redeemed the coupon as often as allowed.
+func (is Issued) UsedUp() bool { return is.PerFriendLimit > 0 && is.Redeemed >= is.PerFriendLimit }
 
 // Issue gives the friend the channel's coupon of that key and returns it. A friend is
 // issued a coupon once: calling again returns the same code. A coupon that is disabled
@@ -52,7 +57,7 @@ func issue(ctx context.Context, q store.Querier, channelID string, friendID int6
 	if !c.Available(now) {
 		return Issued{}, fmt.Errorf("coupon %s: %w", key, ErrNotAvailable)
 	}
-	is := Issued{CouponID: c.ID, Key: c.Key, Title: c.Title, FriendID: friendID, ValidUntil: c.ValidUntil}
+	is := Issued{CouponID: c.ID, Key: c.Key, Title: c.Title, FriendID: friendID, ValidUntil: c.ValidUntil, PerFriendLimit: c.PerFriendLimit}
 	found, err := issuedBefore(ctx, q, &is)
 	if err != nil || found {
 		return is, err
@@ -179,9 +184,12 @@ func (s *Service) ValidateReferences(ctx context.Context, q store.Querier, chann
 }
 
 // Vars issues to the friend each coupon that names refers to (see KeysIn) and returns
-// the values of its variables. A coupon that cannot be issued (unknown, not available,
-// exhausted) leaves its variables absent, so the template's fallback applies; other
-// errors are returned. q is as for Issue.
+// the values of its variables. A friend asking again (a keyword sent twice, a second
+// broadcast) is shown the code issued the first time: no second issue, no second code.
+// A coupon that cannot be issued (unknown, not available, exhausted), or that the friend
+// has redeemed PerFriendLimit times already, leaves its variables absent, so the
+// template's fallback applies: a message must not offer a code the till would refuse.
+// Other errors are returned. q is as for Issue.
 func (s *Service) Vars(ctx context.Context, q store.Querier, channelID string, friendID int64, names []string, now time.Time) (message.MapVars, error) {
 	keys := KeysIn(names)
 	if len(keys) == 0 {
@@ -199,6 +207,8 @@ func (s *Service) Vars(ctx context.Context, q store.Querier, channelID string, f
 			continue
 		case err != nil:
 			return nil, err
+		case is.UsedUp():
+			continue
 		}
 		p := "coupon." + key + "."
 		vars[p+"code"] = is.Code

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,6 +78,38 @@ func TestVarsRenderCoupons(t *testing.T) {
 		}
 		if got := r.render(f, "期限 {{coupon.osaka10.valid_until}}"); got != "期限 2026-11-30" {
 			t.Fatalf("in UTC: %q", got)
+		}
+	})
+}
+
+// The code shows while the friend has uses left; once they have redeemed it as often as
+// allowed, the fallback shows, and nothing is issued again.
+func TestVarsOfAUsedUpCoupon(t *testing.T) {
+	testutil.EachDB(t, func(t *testing.T, db *store.DB) {
+		r := newRig(t, db)
+		c := r.coupon("twice", coupon.PolicyGenerated)
+		c.PerFriendLimit = 2
+		r.save(c)
+		f := r.friends(1)[0]
+		const text = "[{{coupon.twice.code|used up}}] [{{coupon.twice.title|-}}]"
+		first := r.render(f, text)
+		if !strings.HasPrefix(first, "[") || strings.HasPrefix(first, "[used up]") || !strings.HasSuffix(first, "] [10% off in Osaka]") {
+			t.Fatalf("before any use: %q", first)
+		}
+		if _, err := r.redeem(f, "twice", "k1"); err != nil {
+			t.Fatal(err)
+		}
+		if again := r.render(f, text); again != first {
+			t.Fatalf("with one use left: %q, first %q", again, first)
+		}
+		if _, err := r.redeem(f, "twice", "k2"); err != nil {
+			t.Fatal(err)
+		}
+		if got := r.render(f, text); got != "[used up] [-]" {
+			t.Fatalf("used up: %q", got)
+		}
+		if st := r.stats("twice"); st.Issued != 1 || st.Redemptions != 2 {
+			t.Fatalf("stats %+v, want one issue and two redemptions", st)
 		}
 	})
 }

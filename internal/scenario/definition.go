@@ -25,7 +25,9 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"github.com/linestep/linestep/internal/message"
+	"github.com/linestep/linestep/internal/richmenu"
 	"github.com/linestep/linestep/internal/segment"
+	"github.com/linestep/linestep/internal/template"
 )
 
 // Trigger types.
@@ -92,8 +94,15 @@ type Step struct {
 	Timing   Timing            `json:"timing,omitzero" yaml:"timing,omitempty"`
 	If       *segment.Filter   `json:"if,omitempty" yaml:"if,omitempty"`
 	Messages []message.Message `json:"messages,omitempty" yaml:"messages,omitempty"`
-	Actions  Actions           `json:"actions,omitzero" yaml:"actions,omitempty"`
+	// Template names a saved template (internal/template) of the channel to send instead
+	// of Messages. It is read when the step runs, so a friend gets the template as it
+	// reads then, as with an edited step; a template in use cannot be deleted.
+	Template string  `json:"template,omitempty" yaml:"template,omitempty"`
+	Actions  Actions `json:"actions,omitzero" yaml:"actions,omitempty"`
 }
+
+// sends reports whether the step has messages to send.
+func (st Step) sends() bool { return len(st.Messages) > 0 || st.Template != "" }
 
 // Timing says when a step runs. At most one form:
 //   - {after: 1d}: that long after the previous step ran (or after enrolment for the
@@ -118,10 +127,23 @@ type Actions struct {
 	SetFields  map[string]string `json:"set_fields,omitempty" yaml:"set_fields,omitempty"`
 	Start      []string          `json:"start,omitempty" yaml:"start,omitempty"` // scenario keys
 	Stop       []string          `json:"stop,omitempty" yaml:"stop,omitempty"`   // scenario keys
+	// RichMenu links a rich menu to the friend (its ID, richmenu-...), or with
+	// RichMenuDefault removes the one linked to them, so they see the account's default.
+	// LINE is called after the step commits (internal/richmenu).
+	RichMenu string `json:"rich_menu,omitempty" yaml:"rich_menu,omitempty"`
 }
 
-func (a Actions) empty() bool {
-	return len(a.AddTags) == 0 && len(a.RemoveTags) == 0 && len(a.SetFields) == 0 && len(a.Start) == 0 && len(a.Stop) == 0
+// RichMenuDefault, as Actions.RichMenu, unlinks the friend's own rich menu.
+const RichMenuDefault = "default"
+
+func (a Actions) empty() bool { return a.count() == 0 }
+
+func (a Actions) count() int {
+	n := len(a.AddTags) + len(a.RemoveTags) + len(a.SetFields) + len(a.Start) + len(a.Stop)
+	if a.RichMenu != "" {
+		n++
+	}
+	return n
 }
 
 // Limits keep one scenario something a person can read and the runner can hold.
@@ -228,8 +250,18 @@ func (d Definition) Validate() Problems {
 				c.add(path+".if", "条件が正しくありません: %v", "the condition is not valid: %v", err)
 			}
 		}
-		if len(st.Messages) == 0 && st.Actions.empty() {
-			c.add(path, "メッセージかアクションを入れてください", "give messages or actions")
+		if !st.sends() && st.Actions.empty() {
+			c.add(path, "メッセージ（messages か template）かアクションを入れてください", "give messages (messages or template) or actions")
+		}
+		if st.Template != "" {
+			switch {
+			case len(st.Messages) > 0:
+				c.add(path+".template", "ステップ「%s」: template と messages はどちらか一方にしてください",
+					"step %q: give either template or messages, not both", st.Key)
+			case !template.ValidKey(st.Template):
+				c.add(path+".template", "ステップ「%s」: テンプレートのキーが正しくありません（英小文字・数字・_・- で64文字以内）",
+					"step %q: not a valid template key (lower-case letters, digits, _ and -, at most 64)", st.Key)
+			}
 		}
 		if len(st.Messages) > 0 {
 			for _, p := range (message.Template{Messages: st.Messages}).Validate() {
@@ -288,8 +320,7 @@ func (c *checker) timing(path string, t Timing, first bool) {
 }
 
 func (c *checker) actions(path string, a Actions) {
-	n := len(a.AddTags) + len(a.RemoveTags) + len(a.SetFields) + len(a.Start) + len(a.Stop)
-	if n > maxActions {
+	if n := a.count(); n > maxActions {
 		c.add(path, "アクションは%d個までです", "at most %d actions", maxActions)
 	}
 	for i, t := range append(append([]string{}, a.AddTags...), a.RemoveTags...) {
@@ -306,6 +337,11 @@ func (c *checker) actions(path string, a Actions) {
 		if !ValidKey(k) {
 			c.add(fmt.Sprintf("%s.scenarios[%d]", path, i), "シナリオのキーが正しくありません", "not a valid scenario key")
 		}
+	}
+	if a.RichMenu != "" && a.RichMenu != RichMenuDefault && !richmenu.ValidID(a.RichMenu) {
+		c.add(path+".rich_menu",
+			"リッチメニューIDは「richmenu-」に続けて32桁の英数字（0〜9・a〜f。LINE Official Account Manager や API で確認できるID）にしてください。個別のメニューを外してデフォルトに戻すときは default と書きます",
+			"give a rich menu ID as LINE shows it (richmenu- and 32 hex digits), or default to remove the friend's own menu so they see the default one")
 	}
 }
 

@@ -14,8 +14,10 @@ import (
 	"github.com/linestep/linestep/internal/delivery"
 	"github.com/linestep/linestep/internal/friend"
 	"github.com/linestep/linestep/internal/message"
+	"github.com/linestep/linestep/internal/richmenu"
 	"github.com/linestep/linestep/internal/segment"
 	"github.com/linestep/linestep/internal/store"
+	"github.com/linestep/linestep/internal/template"
 )
 
 // Run advances due steps until ctx is done.
@@ -267,7 +269,7 @@ func (r *stepRun) advance(ctx context.Context, d due) error {
 			}
 			stopped = state != Active // by a stop tag it added, or a scenario it started
 		}
-		if len(st.Messages) > 0 {
+		if st.sends() {
 			if replied, err = r.send(ctx, sc, st, d); err != nil {
 				return err
 			}
@@ -326,12 +328,26 @@ func (r *stepRun) flush(ctx context.Context) error {
 }
 
 // send renders the step's messages for the friend and queues them; the first step after
-// an event that carried a reply token goes out as a reply while the token is fresh.
+// an event that carried a reply token goes out as a reply while the token is fresh. A
+// step that names a template sends the template as it reads now.
 func (r *stepRun) send(ctx context.Context, sc *Scenario, st Step, d due) (replied bool, err error) {
-	tpl := message.Template{Messages: st.Messages}
 	key := fmt.Sprintf("%d/%s", sc.ID, st.Key)
 	msgs, same := r.rendered[key]
 	if !same {
+		tpl := message.Template{Messages: st.Messages}
+		if st.Template != "" {
+			t, err := template.Get(ctx, r.tx, sc.ChannelID, st.Template)
+			if errors.Is(err, store.ErrNotFound) {
+				// Deleting a template in use is refused; this is a race with that check
+				// or a change made outside linestep. Skip the messages, not the friend.
+				r.s.logger.Warn("scenario step's template is missing; messages skipped", "scenario", sc.Key, "step", st.Key, "template", st.Template)
+				return false, nil
+			}
+			if err != nil {
+				return false, err
+			}
+			tpl = t.Body
+		}
 		names := tpl.Variables()
 		var vars message.MapVars
 		if len(names) > 0 {
@@ -420,6 +436,21 @@ func (r *stepRun) act(ctx context.Context, sc *Scenario, a Actions, friendID int
 	}
 	for _, key := range a.Start {
 		if _, err := s.Start(ctx, tx, sc.ChannelID, friendID, key); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+	if a.RichMenu != "" {
+		if s.RichMenus == nil {
+			// Not a reason to hold every friend's steps: the rest of the step stands.
+			s.logger.Error("scenario step links a rich menu, but no rich menu service is set; link skipped", "scenario", sc.Key)
+			return nil
+		}
+		menu := a.RichMenu
+		if menu == RichMenuDefault {
+			menu = ""
+		}
+		if err := s.RichMenus.Enqueue(ctx, tx, richmenu.Request{ChannelID: sc.ChannelID, FriendID: friendID, RichMenuID: menu,
+			Source: "scenario:" + sc.Key}); err != nil {
 			return err
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/linestep/linestep/internal/ingest"
 	"github.com/linestep/linestep/internal/keyword"
 	"github.com/linestep/linestep/internal/message"
+	"github.com/linestep/linestep/internal/richmenu"
 	"github.com/linestep/linestep/internal/store"
 )
 
@@ -63,6 +64,8 @@ type Service struct {
 	// CheckVars checks, when a scenario is saved, that those its messages name exist.
 	ExtraVars VarsFunc
 	CheckVars func(ctx context.Context, q store.Querier, channelID string, names []string) error
+	// RichMenus queues the rich menu links of steps' rich_menu actions.
+	RichMenus *richmenu.Service
 }
 
 // New returns the scenario service; Register subscribes it to events and to tag and

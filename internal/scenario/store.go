@@ -15,6 +15,7 @@ import (
 	"github.com/linestep/linestep/internal/message"
 	"github.com/linestep/linestep/internal/segment"
 	"github.com/linestep/linestep/internal/store"
+	"github.com/linestep/linestep/internal/template"
 )
 
 // Scenario is a saved scenario.
@@ -164,6 +165,23 @@ func (s *Service) checkReferences(ctx context.Context, tx *store.Tx, sc Scenario
 		if s.CheckVars != nil && len(st.Messages) > 0 {
 			if err := s.CheckVars(ctx, tx, sc.ChannelID, message.Template{Messages: st.Messages}.Variables()); err != nil {
 				ps = append(ps, Problem{Path: path + ".messages", JA: "メッセージの変数が正しくありません（クーポンがありません）", EN: err.Error()})
+			}
+		}
+		if st.Template != "" {
+			// Use holds the template on PostgreSQL until this save commits, so that a
+			// delete running meanwhile waits, then sees this scenario and is refused.
+			t, err := template.Use(ctx, tx, sc.ChannelID, st.Template)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				ps = append(ps, Problem{Path: path + ".template",
+					JA: fmt.Sprintf("ステップ「%s」: テンプレート「%s」がありません。先にテンプレートを作成してください", st.Key, st.Template),
+					EN: fmt.Sprintf("step %q: there is no template %q; create it first", st.Key, st.Template)})
+			case err != nil:
+				return err
+			case s.CheckVars != nil:
+				if err := s.CheckVars(ctx, tx, sc.ChannelID, t.Body.Variables()); err != nil {
+					ps = append(ps, Problem{Path: path + ".template", JA: "テンプレートの変数が正しくありません（クーポンがありません）", EN: err.Error()})
+				}
 			}
 		}
 	}

@@ -99,3 +99,20 @@ func (p *linePool) Multicast(ctx context.Context, channelID string, to []string,
 	}
 	return c.Multicast(ctx, to, line.RawMessages(msgs), retryKey)
 }
+
+// LinkRichMenu and UnlinkRichMenu implement richmenu.Linker.
+func (p *linePool) LinkRichMenu(ctx context.Context, channelID, userID, richMenuID string) error {
+	c, err := p.Client(ctx, channelID)
+	if err != nil {
+		return err
+	}
+	return c.LinkRichMenu(ctx, userID, richMenuID)
+}
+
+func (p *linePool) UnlinkRichMenu(ctx context.Context, channelID, userID string) error {
+	c, err := p.Client(ctx, channelID)
+	if err != nil {
+		return err
+	}
+	return c.UnlinkRichMenu(ctx, userID)
+}

@@ -32,6 +32,7 @@ import (
 	"github.com/linestep/linestep/internal/keyring"
 	"github.com/linestep/linestep/internal/line"
 	"github.com/linestep/linestep/internal/metrics"
+	"github.com/linestep/linestep/internal/richmenu"
 	"github.com/linestep/linestep/internal/scenario"
 	"github.com/linestep/linestep/internal/staff"
 	"github.com/linestep/linestep/internal/store"
@@ -80,6 +81,7 @@ type Server struct {
 	Access     *access.Service
 	Delivery   *delivery.Service
 	Scenarios  *scenario.Service
+	RichMenus  *richmenu.Service
 	Replies    *autoreply.Service
 	Broadcasts *broadcast.Service
 	Coupons    *coupon.Service
@@ -183,7 +185,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.Scenarios = scenario.New(db, cfg.Clock, s.Friends, s.Delivery, cfg.Logger, cfg.Scenarios)
 	s.Scenarios.ExtraVars, s.Scenarios.CheckVars = s.Coupons.Vars, s.Coupons.ValidateReferences
 	s.Scenarios.Register(s.Processor)
+	s.RichMenus = richmenu.New(db, cfg.Clock, s.Lines, cfg.Logger, richmenu.Config{})
+	s.RichMenus.Register(s.Processor) // after friends: it reads the status they set
+	s.Scenarios.RichMenus = s.RichMenus
 	s.Replies = autoreply.New(db, cfg.Clock, s.Friends, s.Delivery, cfg.Logger)
+	s.Replies.ExtraVars, s.Replies.CheckVars = s.Coupons.Vars, s.Coupons.ValidateReferences
 	s.Replies.Register(s.Processor)
 	s.Inbox = inbox.New(db, cfg.Clock, s.Delivery, cfg.Logger)
 	s.Inbox.Register(s.Processor) // after friends: it reads the message they log
@@ -252,6 +258,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	workers.Go(func() { s.Friends.RunProfileFetcher(workCtx) })
 	workers.Go(func() { s.Delivery.Run(workCtx) })
 	workers.Go(func() { s.Scenarios.Run(workCtx) })
+	workers.Go(func() { s.RichMenus.Run(workCtx) })
 	workers.Go(func() { s.Broadcasts.Run(workCtx) })
 
 	srv := &http.Server{

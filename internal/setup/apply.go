@@ -392,7 +392,13 @@ func (a *applier) prune() error {
 	}
 	for _, t := range ts {
 		if _, ok := a.f.Templates[t.Key]; !ok {
-			if err := template.Delete(a.ctx, a.tx, a.ch, t.Key); err != nil {
+			// Scenarios that send it were refused above (templateRef), so a refusal here
+			// is a scenario the file does not know of: still, say it, not fail.
+			var ps message.Problems
+			if err := template.Delete(a.ctx, a.tx, a.ch, t.Key, a.svc.Scenarios.TemplateUsers); errors.As(err, &ps) {
+				a.addAll("templates."+t.Key, ps)
+				continue
+			} else if err != nil {
 				return err
 			}
 			a.sum.note(KindTemplates, t.Key, Deleted)

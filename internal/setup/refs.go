@@ -9,6 +9,7 @@ import (
 	"github.com/linestep/linestep/internal/scenario"
 	"github.com/linestep/linestep/internal/segment"
 	"github.com/linestep/linestep/internal/store"
+	"github.com/linestep/linestep/internal/template"
 )
 
 // References are checked here, in the transaction, once the fields and tags of the file
@@ -50,6 +51,11 @@ func (a *applier) checkScenario(path string, d scenario.Definition) error {
 		for j, k := range st.Actions.Stop {
 			a.scenarioRef(fmt.Sprintf("%s.actions.stop[%d]", sp, j), k)
 		}
+		if st.Template != "" {
+			if err := a.templateRef(sp+".template", st.Key, st.Template); err != nil {
+				return err
+			}
+		}
 		if st.If != nil {
 			// A step's condition may name tags nobody has yet: saving creates them.
 			if err := a.checkFilter(sp+".if", *st.If, true); err != nil {
@@ -81,6 +87,28 @@ func (a *applier) fieldRef(path, key string, date bool) (f friend.Field, ok bool
 		return friend.Field{}, false, nil
 	}
 	return f, true, nil
+}
+
+// templateRef checks a template a step sends. Templates are saved before scenarios, so
+// the file's own are in the channel by now; a template the file defines wrongly is
+// reported where it is defined.
+func (a *applier) templateRef(path, step, key string) error {
+	if a.bad["templates."+key] {
+		return nil
+	}
+	_, inFile := a.f.Templates[key]
+	if !inFile && a.opt.Prune {
+		a.add(path, fmt.Sprintf("ステップ「%s」のテンプレート「%s」がファイルにありません（--prune では templates に書いたものだけが残ります）", step, key),
+			fmt.Sprintf("step %q sends template %q, which the file does not declare (with --prune only the templates in the file remain)", step, key))
+		return nil
+	}
+	_, err := template.Get(a.ctx, a.tx, a.ch, key)
+	if errors.Is(err, store.ErrNotFound) {
+		a.add(path, fmt.Sprintf("ステップ「%s」のテンプレート「%s」がありません（templates に書くか、先に作成してください）", step, key),
+			fmt.Sprintf("step %q sends template %q, which does not exist (declare it under templates)", step, key))
+		return nil
+	}
+	return err
 }
 
 func (a *applier) scenarioRef(path, key string) {

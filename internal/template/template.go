@@ -1,6 +1,8 @@
 // Package template owns named message templates: a message.Template kept under a key of
-// a channel, so that broadcasts, the console and setup files can refer to the same
-// messages. Scenarios and auto-replies hold their messages inline and do not use it.
+// a channel, so that broadcasts, scenario steps, the console and setup files can refer to
+// the same messages. A broadcast copies the template's messages when it is created; a
+// scenario step that names a template reads it each time it runs, so a template in use
+// by a scenario cannot be deleted. Auto-replies hold their messages inline.
 package template
 
 import (
@@ -130,10 +132,60 @@ func List(ctx context.Context, q store.Querier, channelID string) ([]Template, e
 	return out, nil
 }
 
-// Delete removes a channel's template by key, or returns an error wrapping
-// store.ErrNotFound.
-func Delete(ctx context.Context, q store.Querier, channelID, key string) error {
-	res, err := q.ExecContext(ctx, "DELETE FROM templates WHERE channel_id = ? AND key = ?", channelID, key)
+// Use is Get for a save that is about to refer to the template: on PostgreSQL it holds
+// the row until tx ends, so that a Delete running meanwhile waits and then finds the
+// new user (see Delete).
+func Use(ctx context.Context, tx *store.Tx, channelID, key string) (Template, error) {
+	lock := ""
+	if tx.Dialect() == store.Postgres {
+		lock = " FOR SHARE"
+	}
+	t, err := scan(tx.QueryRowContext(ctx, "SELECT "+columns+" FROM templates WHERE channel_id = ? AND key = ?"+lock, channelID, key))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Template{}, fmt.Errorf("template %q: %w", key, store.ErrNotFound)
+	}
+	if err != nil {
+		return Template{}, fmt.Errorf("template: get %s: %w", key, err)
+	}
+	return t, nil
+}
+
+// Users names what refers to a channel's template by key (the scenarios whose steps send
+// it); Delete refuses while there is anything.
+type Users func(ctx context.Context, q store.Querier, channelID, key string) ([]string, error)
+
+// ErrInUse: the template is referred to and was not deleted. The error is an *InUseError.
+var ErrInUse = errors.New("template: in use")
+
+// InUseError names the scenarios that keep a template from being deleted.
+type InUseError struct {
+	Key       string
+	Scenarios []string
+}
+
+func (e *InUseError) Error() string {
+	return fmt.Sprintf("template %q is used by scenarios %s", e.Key, strings.Join(e.Scenarios, ", "))
+}
+
+// Unwrap lets errors.Is find ErrInUse and errors.As the message.Problems, which say what
+// to do in both languages.
+func (e *InUseError) Unwrap() []error { return []error{ErrInUse, e.Problems()} }
+
+// Problems is the refusal as a problem of the template.
+func (e *InUseError) Problems() message.Problems {
+	return message.Problems{{Path: "key",
+		JA: fmt.Sprintf("テンプレート「%s」はシナリオ「%s」のステップで使われているため削除できません。先にそのステップを変更してください",
+			e.Key, strings.Join(e.Scenarios, "」「")),
+		EN: fmt.Sprintf("template %q is sent by steps of scenarios %s: change those steps before deleting it",
+			e.Key, strings.Join(e.Scenarios, ", "))}}
+}
+
+// Delete removes a channel's template by key in tx, or returns an error wrapping
+// store.ErrNotFound; with users, it refuses with an *InUseError while they name anything,
+// and the caller rolls tx back. The row goes first and users are asked after: a save that
+// took the row with Use either made Delete wait and is seen now, or finds no template.
+func Delete(ctx context.Context, tx *store.Tx, channelID, key string, users Users) error {
+	res, err := tx.ExecContext(ctx, "DELETE FROM templates WHERE channel_id = ? AND key = ?", channelID, key)
 	if err != nil {
 		return fmt.Errorf("template: delete %s: %w", key, err)
 	}
@@ -141,6 +193,16 @@ func Delete(ctx context.Context, q store.Querier, channelID, key string) error {
 		return fmt.Errorf("template: delete %s: %w", key, err)
 	} else if n == 0 {
 		return fmt.Errorf("template %q: %w", key, store.ErrNotFound)
+	}
+	if users == nil {
+		return nil
+	}
+	names, err := users(ctx, tx, channelID, key)
+	if err != nil {
+		return fmt.Errorf("template: delete %s: %w", key, err)
+	}
+	if len(names) > 0 {
+		return &InUseError{Key: key, Scenarios: names}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package template_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/linestep/linestep/internal/message"
@@ -50,13 +51,13 @@ func TestSaveGetListDelete(t *testing.T) {
 		if err != nil || len(list) != 2 || list[0].Key != "a-first" || list[1].Key != "sale" {
 			t.Errorf("List: %+v %v", list, err)
 		}
-		if err := template.Delete(ctx, db, "ch1", "sale"); err != nil {
+		if err := del(db, "ch1", "sale", nil); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := template.Get(ctx, db, "ch1", "sale"); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("Get after Delete: %v", err)
 		}
-		if err := template.Delete(ctx, db, "ch1", "sale"); !errors.Is(err, store.ErrNotFound) {
+		if err := del(db, "ch1", "sale", nil); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("Delete twice: %v", err)
 		}
 		if got, err := template.Get(ctx, db, "ch2", "sale"); err != nil || got.Name != "other channel" {
@@ -91,4 +92,49 @@ func TestSaveRefusesInvalid(t *testing.T) {
 	if list, _ := template.List(ctx, db, "ch1"); len(list) != 0 {
 		t.Errorf("invalid templates were saved: %+v", list)
 	}
+}
+
+func del(db *store.DB, channelID, key string, users template.Users) error {
+	return db.WriteTx(ctx, func(tx *store.Tx) error { return template.Delete(ctx, tx, channelID, key, users) })
+}
+
+// A template that something uses stays, and the refusal names the users in both
+// languages; asked about the key that is being deleted.
+func TestDeleteRefusedWhileUsed(t *testing.T) {
+	testutil.EachDB(t, func(t *testing.T, db *store.DB) {
+		if _, err := db.ExecContext(ctx, `INSERT INTO channels (id, name, secret_enc, token_enc, created_at) VALUES ('ch1', 'Test', ?, ?, 0)`,
+			[]byte{1}, []byte{1}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := template.Save(ctx, db, "ch1", "sale", "", text("セールです")); err != nil {
+			t.Fatal(err)
+		}
+		var asked []string
+		users := func(_ context.Context, _ store.Querier, channelID, key string) ([]string, error) {
+			asked = append(asked, channelID+"/"+key)
+			return []string{"welcome", "winter"}, nil
+		}
+		err := del(db, "ch1", "sale", users)
+		var inUse *template.InUseError
+		if !errors.Is(err, template.ErrInUse) || !errors.As(err, &inUse) || len(inUse.Scenarios) != 2 {
+			t.Fatalf("Delete of a used template: %v", err)
+		}
+		var ps message.Problems
+		if !errors.As(err, &ps) || !strings.Contains(ps[0].JA, "「welcome」「winter」") || !strings.Contains(ps[0].EN, "welcome, winter") {
+			t.Errorf("the refusal does not name the scenarios: %+v", ps)
+		}
+		if len(asked) != 1 || asked[0] != "ch1/sale" {
+			t.Errorf("users asked about %q", asked)
+		}
+		if _, err := template.Get(ctx, db, "ch1", "sale"); err != nil {
+			t.Errorf("the used template was deleted: %v", err)
+		}
+		none := func(context.Context, store.Querier, string, string) ([]string, error) { return nil, nil }
+		if err := del(db, "ch1", "sale", none); err != nil {
+			t.Fatalf("Delete once unused: %v", err)
+		}
+		if _, err := template.Get(ctx, db, "ch1", "sale"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Get after Delete: %v", err)
+		}
+	})
 }

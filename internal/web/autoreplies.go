@@ -110,9 +110,16 @@ func (c *Console) autoreplyDetail(w http.ResponseWriter, r *http.Request, q *req
 		c.fail(w, r, q, err)
 		return
 	}
+	f := arFormOf(ru, q)
+	f.Saved = r.URL.Query().Get("saved") == "1"
+	c.render(w, r, http.StatusOK, "autoreplies_edit", "ar.detail", q, f)
+}
+
+// arFormOf is the form of a saved rule.
+func arFormOf(ru autoreply.Rule, q *request) arForm {
 	f := arForm{Key: ru.Key, Name: ru.Name, Match: ru.Match, Keywords: strings.Join(ru.Keywords, "\n"),
 		Priority: strconv.Itoa(ru.Priority), Days: map[string]bool{}, Enabled: ru.Enabled, Msg: messageFormOf(ru.Template, q.Lang),
-		Saved: r.URL.Query().Get("saved") == "1", Hits: ru.Hits, LastHit: zoneTime(q.Lang, channelZone(q.Channel.TimeZone), ru.LastHitAt),
+		Hits: ru.Hits, LastHit: zoneTime(q.Lang, channelZone(q.Channel.TimeZone), ru.LastHitAt),
 		Preview: msgPreviews(q.Lang, ru.Template.Messages)}
 	if ru.Window != nil {
 		f.From, f.To = ru.Window.From, ru.Window.To
@@ -121,7 +128,7 @@ func (c *Console) autoreplyDetail(w http.ResponseWriter, r *http.Request, q *req
 		}
 	}
 	f.days(q.Lang)
-	c.render(w, r, http.StatusOK, "autoreplies_edit", "ar.detail", q, f)
+	return f
 }
 
 func (c *Console) autoreplyCreate(w http.ResponseWriter, r *http.Request, q *request) {
@@ -201,18 +208,27 @@ func (c *Console) saveAutoreply(w http.ResponseWriter, r *http.Request, q *reque
 
 func (c *Console) autoreplyEnable(w http.ResponseWriter, r *http.Request, q *request) {
 	ctx, key := r.Context(), r.PathValue("key")
+	on := r.PostFormValue("on") == "1"
 	err := c.DB.WriteTx(ctx, func(tx *store.Tx) error {
-		ru, err := c.Replies.Get(ctx, q.Channel.ID, key)
-		if err != nil {
-			return err
-		}
-		ru.Enabled = r.PostFormValue("on") == "1"
-		if _, err := c.Replies.Save(ctx, tx, ru); err != nil {
+		if _, err := c.Replies.SetEnabled(ctx, tx, q.Channel.ID, key, on); err != nil {
 			return err
 		}
 		return c.record(ctx, tx, r, q, audit.Record{Action: "autoreply.save", Subject: "autoreply:" + key,
-			Detail: map[string]string{"enabled": strconv.FormatBool(ru.Enabled)}})
+			Detail: map[string]string{"enabled": strconv.FormatBool(on)}})
 	})
+	if ps, ok := formProblems(q.Lang, err); ok {
+		// Switched on, the rule is checked again (a coupon it names may be gone): its
+		// form says what to fix.
+		ru, err := c.Replies.Get(ctx, q.Channel.ID, key)
+		if err != nil {
+			c.fail(w, r, q, err)
+			return
+		}
+		f := arFormOf(ru, q)
+		f.Problems = ps
+		c.render(w, r, http.StatusUnprocessableEntity, "autoreplies_edit", "ar.detail", q, f)
+		return
+	}
 	if err != nil {
 		c.fail(w, r, q, err)
 		return

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/linestep/linestep/internal/coupon"
 	"github.com/linestep/linestep/internal/servertest"
 )
 
@@ -55,5 +56,41 @@ func TestAutoreplyFormSavesSwitchesAndDeletes(t *testing.T) {
 			t.Errorf("not deleted")
 		}
 		ctInOrder(t, "English", ctPage(t, b, base+"?lang=en"), "Auto-replies", "No auto-replies yet.")
+	})
+}
+
+// A reply naming a coupon the channel does not have is refused with the form kept; one
+// whose coupon was deleted since can be switched off, and switching it on says why not.
+func TestAutoreplyFormChecksCoupons(t *testing.T) {
+	fxEachDB(t, func(t *testing.T, h *servertest.Harness) {
+		ctx := context.Background()
+		b := signIn(t, h)
+		base := "/console/channels/" + h.Ch + "/autoreplies"
+		ctInOrder(t, "the form", ctPage(t, b, base+"/new"), "{{coupon.キー.code|ご利用済みです}}")
+		rule := url.Values{"key": {"gift"}, "match": {"exact"}, "keywords": {"クーポン"}, "mode": {"text"},
+			"text": {"コード: {{coupon.gift.code|ご利用済みです}}"}, "enabled": {"1"}}
+		res, page := ctPost(b, base, rule)
+		if res.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(page, "クーポン「gift」はありません") || !strings.Contains(page, "{{coupon.gift.code|ご利用済みです}}") {
+			t.Fatalf("an unknown coupon: %d\n%s", res.StatusCode, page)
+		}
+		if _, err := h.Srv.Coupons.Save(ctx, h.Srv.DB, coupon.Coupon{ChannelID: h.Ch, Key: "gift", Title: "ギフト",
+			CodePolicy: coupon.PolicyShared, SharedCode: "GIFT", ValidFrom: h.Clk.Now(), Enabled: true}); err != nil {
+			t.Fatal(err)
+		}
+		res, page = ctPost(b, base, rule)
+		ctRedirect(t, "save", res, page)
+
+		if err := h.Srv.Coupons.Delete(ctx, h.Srv.DB, h.Ch, "gift"); err != nil {
+			t.Fatal(err)
+		}
+		res, page = ctPost(b, base+"/gift/enabled", url.Values{"on": {"0"}})
+		ctRedirect(t, "switch off", res, page)
+		res, page = ctPost(b, base+"/gift/enabled?lang=en", url.Values{"on": {"1"}})
+		if res.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(page, `there is no coupon &#34;gift&#34;`) {
+			t.Fatalf("switch on naming a deleted coupon: %d\n%s", res.StatusCode, page)
+		}
+		if ru, _ := h.Srv.Replies.Get(ctx, h.Ch, "gift"); ru.Enabled {
+			t.Errorf("switched on")
+		}
 	})
 }

@@ -1,22 +1,21 @@
 package web
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/linestep/linestep/internal/access"
 	"github.com/linestep/linestep/internal/audit"
 	"github.com/linestep/linestep/internal/broadcast"
 	"github.com/linestep/linestep/internal/delivery"
-	"github.com/linestep/linestep/internal/friend"
-	"github.com/linestep/linestep/internal/scenario"
-	"github.com/linestep/linestep/internal/segment"
+	"github.com/linestep/linestep/internal/message"
 	"github.com/linestep/linestep/internal/store"
 	"github.com/linestep/linestep/internal/template"
 )
@@ -69,179 +68,6 @@ func (c *Console) broadcastList(w http.ResponseWriter, r *http.Request, q *reque
 	c.render(w, r, http.StatusOK, "broadcasts", "bc.title", q, map[string]any{"Broadcasts": rows, "Next": next})
 }
 
-// segForm is the segment part of the broadcast form, as typed.
-type segForm struct {
-	Mode      string // builder | saved | yaml
-	Tags      map[string]bool
-	TagMode   string // all | any
-	Exclude   map[string]bool
-	Fields    []segFieldRow
-	Status    string // "" (followers) | blocked | unknown | any
-	Within    string // followed within so many days
-	Before    string // followed so many days ago or earlier
-	Scenario  string
-	ScnState  string
-	SavedKey  string
-	YAML      string
-	WhenMode  string // now | later
-	Date      string
-	Time      string
-	Name      string
-	Source    string // text | template
-	Template  string
-	Msg       messageForm
-	TagList   []friend.Tag
-	FieldList []friend.Field
-	Scenarios []scenario.Scenario
-	Saved     []segment.Saved
-	TplList   []template.Template
-	// What the selects offer.
-	Ops, Statuses, ScnStates []string
-}
-
-type segFieldRow struct{ Key, Op, Value string }
-
-const segFieldRows = 3
-
-func readSegForm(r *http.Request, lang string) segForm {
-	f := segForm{Mode: r.PostFormValue("seg_mode"), Tags: map[string]bool{}, Exclude: map[string]bool{},
-		TagMode: r.PostFormValue("tag_mode"), Status: r.PostFormValue("status"),
-		Within: strings.TrimSpace(r.PostFormValue("within")), Before: strings.TrimSpace(r.PostFormValue("before")),
-		Scenario: r.PostFormValue("scn"), ScnState: r.PostFormValue("scn_state"), SavedKey: r.PostFormValue("segment"),
-		YAML: r.PostFormValue("seg_yaml"), WhenMode: r.PostFormValue("when"), Date: r.PostFormValue("date"),
-		Time: r.PostFormValue("time"), Name: strings.TrimSpace(r.PostFormValue("name")),
-		Source: r.PostFormValue("source"), Template: r.PostFormValue("tpl"), Msg: readMessageForm(r, lang)}
-	for _, t := range r.PostForm["tag"] {
-		f.Tags[t] = true
-	}
-	for _, t := range r.PostForm["xtag"] {
-		f.Exclude[t] = true
-	}
-	keys, ops, vals := r.PostForm["fkey"], r.PostForm["fop"], r.PostForm["fval"]
-	for i := range segFieldRows {
-		var row segFieldRow
-		if i < len(keys) {
-			row.Key = keys[i]
-		}
-		if i < len(ops) {
-			row.Op = ops[i]
-		}
-		if i < len(vals) {
-			row.Value = strings.TrimSpace(vals[i])
-		}
-		f.Fields = append(f.Fields, row)
-	}
-	return f
-}
-
-// filter builds the segment the form describes.
-func (f segForm) filter(r *http.Request, c *Console, q *request) (segment.Filter, []formProblem) {
-	lang := q.Lang
-	switch f.Mode {
-	case "saved":
-		s, err := segment.GetSegment(r.Context(), c.DB, q.Channel.ID, f.SavedKey)
-		if err != nil {
-			return segment.Filter{}, formProblemf(lang, "segment", "bc.seg.nosaved")
-		}
-		return s.Filter, nil
-	case "yaml":
-		flt, err := segment.Parse([]byte(f.YAML))
-		if err != nil {
-			return segment.Filter{}, formProblemf(lang, "seg_yaml", "bc.seg.bad", err.Error())
-		}
-		return flt, nil
-	}
-	var parts []segment.Filter
-	var tags []segment.Filter
-	for _, t := range f.TagList {
-		if f.Tags[t.Name] {
-			tags = append(tags, segment.Filter{Tag: t.Name})
-		}
-	}
-	if f.TagMode == "any" && len(tags) > 1 {
-		parts = append(parts, segment.Filter{Any: tags})
-	} else {
-		parts = append(parts, tags...)
-	}
-	var ex []segment.Filter
-	for _, t := range f.TagList {
-		if f.Exclude[t.Name] {
-			ex = append(ex, segment.Filter{Tag: t.Name})
-		}
-	}
-	switch len(ex) {
-	case 0:
-	case 1:
-		parts = append(parts, segment.Filter{Not: &ex[0]})
-	default:
-		parts = append(parts, segment.Filter{Not: &segment.Filter{Any: ex}})
-	}
-	for _, row := range f.Fields {
-		if row.Key != "" {
-			parts = append(parts, segment.Filter{Field: &segment.FieldCond{Key: row.Key, Op: row.Op, Value: row.Value}})
-		}
-	}
-	if f.Status != "" {
-		parts = append(parts, segment.Filter{Status: f.Status})
-	}
-	for _, d := range []struct {
-		text, path string
-		within     bool
-	}{{f.Within, "within", true}, {f.Before, "before", false}} {
-		if d.text == "" {
-			continue
-		}
-		n, err := strconv.Atoi(d.text)
-		if err != nil || n <= 0 || n > 36500 {
-			return segment.Filter{}, formProblemf(lang, d.path, "bc.seg.days.bad")
-		}
-		dur := segment.Duration(time.Duration(n) * 24 * time.Hour)
-		if d.within {
-			parts = append(parts, segment.Filter{FollowedWithin: dur})
-		} else {
-			parts = append(parts, segment.Filter{FollowedBefore: dur})
-		}
-	}
-	if f.Scenario != "" {
-		parts = append(parts, segment.Filter{Scenario: &segment.ScenarioCond{Key: f.Scenario, State: f.ScnState}})
-	}
-	var flt segment.Filter
-	switch len(parts) {
-	case 0:
-	case 1:
-		flt = parts[0]
-	default:
-		flt = segment.Filter{All: parts}
-	}
-	if err := flt.Validate(); err != nil {
-		return segment.Filter{}, formProblemf(lang, "segment", "bc.seg.bad", err.Error())
-	}
-	return flt, nil
-}
-
-// choices fills the lists the builder offers.
-func (c *Console) segChoices(r *http.Request, q *request, f *segForm) error {
-	ctx := r.Context()
-	f.Ops = []string{"eq", "ne", "contains", "prefix", "gt", "gte", "lt", "lte", "before", "after", "set", "unset"}
-	f.Statuses = []string{"blocked", "unknown", "any"}
-	f.ScnStates = []string{"active", "completed", "stopped", "ever", "never"}
-	var err error
-	if f.TagList, err = c.Friends.Tags(ctx, q.Channel.ID); err != nil {
-		return err
-	}
-	if f.FieldList, err = c.Friends.Fields(ctx, q.Channel.ID); err != nil {
-		return err
-	}
-	if f.Scenarios, err = c.Scenarios.List(ctx, q.Channel.ID); err != nil {
-		return err
-	}
-	if f.Saved, err = segment.ListSegments(ctx, c.DB, q.Channel.ID); err != nil {
-		return err
-	}
-	f.TplList, err = template.List(ctx, c.DB, q.Channel.ID)
-	return err
-}
-
 // broadcastForm is the data of the new-broadcast page, in both of its steps.
 type bcForm struct {
 	Form     segForm
@@ -252,8 +78,10 @@ type bcForm struct {
 	Audience string
 	When     string
 	Preview  []msgPreview
-	Hidden   []bcHidden
-	TZ       string
+	// TemplateKey is the saved template the messages are copied from, if any.
+	TemplateKey string
+	Hidden      []bcHidden
+	TZ          string
 	// The count asked for without script (step=count), in words.
 	CountText, CountWords string
 }
@@ -285,7 +113,8 @@ func (c *Console) bcContent(r *http.Request, q *request, f segForm) (broadcast.B
 		if err != nil {
 			return b, formProblemf(q.Lang, "tpl", "bc.tpl.none")
 		}
-		b.Template = t.Body
+		// The messages are for the confirmation; Create copies them again by the key.
+		b.Template, b.TemplateKey = t.Body, t.Key
 	} else {
 		t, ps := f.Msg.template(q.Lang)
 		if ps != nil {
@@ -362,32 +191,57 @@ func (c *Console) broadcastPost(w http.ResponseWriter, r *http.Request, q *reque
 		c.fail(w, r, q, err)
 		return
 	}
-	if step != "send" {
+	confirm := func(status int) {
 		page.Confirm, page.Count, page.Audience = true, n, segmentWords(q.Lang, b.Segment)
-		page.Preview = msgPreviews(q.Lang, b.Template.Messages)
+		page.Preview, page.TemplateKey = msgPreviews(q.Lang, b.Template.Messages), b.TemplateKey
 		page.When = translate(q.Lang, "bc.when.now")
 		if !b.ScheduledAt.IsZero() {
 			page.When = zoneTime(q.Lang, channelZone(q.Channel.TimeZone), b.ScheduledAt) + " (" + q.Channel.TimeZone + ")"
 		}
 		for k, vs := range r.PostForm {
-			if k == "csrf" || k == "step" {
+			if k == "csrf" || k == "step" || k == "tpl_sum" {
 				continue
 			}
 			for _, v := range vs {
 				page.Hidden = append(page.Hidden, bcHidden{k, v})
 			}
 		}
-		c.render(w, r, http.StatusOK, "broadcast_new", "bc.confirm", q, page)
+		if b.TemplateKey != "" {
+			page.Hidden = append(page.Hidden, bcHidden{"tpl_sum", contentSum(b.Template)})
+		}
+		c.render(w, r, status, "broadcast_new", "bc.confirm", q, page)
+	}
+	if step != "send" {
+		confirm(http.StatusOK)
 		return
 	}
+	want := b
+	if want.TemplateKey != "" {
+		want.Template = message.Template{} // Create copies the template by its key
+	}
+	var made broadcast.Broadcast
 	err = c.DB.WriteTx(ctx, func(tx *store.Tx) error {
 		var err error
-		if b, err = c.Broadcasts.Create(ctx, tx, b); err != nil {
+		if made, err = c.Broadcasts.Create(ctx, tx, want); err != nil {
 			return err
 		}
-		return c.record(ctx, tx, r, q, audit.Record{Action: "broadcast.create", Subject: audit.Subject("broadcast", b.ID),
-			Detail: map[string]string{"recipients_counted": strconv.Itoa(n)}})
+		detail := map[string]string{"recipients_counted": strconv.Itoa(n)}
+		if made.TemplateKey != "" {
+			// Sent as confirmed, or not at all: the template may have been edited since.
+			if contentSum(made.Template) != r.PostFormValue("tpl_sum") {
+				return errTemplateChanged
+			}
+			detail["template"] = made.TemplateKey
+		}
+		return c.record(ctx, tx, r, q, audit.Record{Action: "broadcast.create", Subject: audit.Subject("broadcast", made.ID), Detail: detail})
 	})
+	if errors.Is(err, errTemplateChanged) {
+		// Confirm again, showing what the template says now.
+		b.Template = made.Template
+		page.Problems = formProblemf(q.Lang, "tpl", "bc.tpl.changed")
+		confirm(http.StatusConflict)
+		return
+	}
 	if ps, ok := formProblems(q.Lang, err); ok {
 		again(ps)
 		return
@@ -396,7 +250,22 @@ func (c *Console) broadcastPost(w http.ResponseWriter, r *http.Request, q *reque
 		c.fail(w, r, q, err)
 		return
 	}
-	http.Redirect(w, r, inChannel(q, "/broadcasts/"+strconv.FormatInt(b.ID, 10)), http.StatusSeeOther)
+	http.Redirect(w, r, inChannel(q, "/broadcasts/"+strconv.FormatInt(made.ID, 10)), http.StatusSeeOther)
+}
+
+// errTemplateChanged: the saved template's messages are not those the confirmation
+// showed.
+var errTemplateChanged = errors.New("console: the template changed since the confirmation")
+
+// contentSum identifies messages: the confirmation carries the sum of a saved
+// template's, so that an edit between the confirmation and the send is noticed.
+func contentSum(t message.Template) string {
+	raw, err := json.Marshal(t)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:16])
 }
 
 // broadcastCount answers the builder's live count: {"count": 12, "text": "12人"}, or
@@ -513,68 +382,6 @@ func (c *Console) broadcastCancel(w http.ResponseWriter, r *http.Request, q *req
 		return
 	}
 	http.Redirect(w, r, inChannel(q, fmt.Sprintf("/broadcasts/%d?notice=cancelled&n=%d", id, n)), http.StatusSeeOther)
-}
-
-// filterWords says who a segment selects, in words.
-func segmentWords(lang string, f segment.Filter) string {
-	if f.IsEmpty() {
-		return translate(lang, "seg.everyone")
-	}
-	s := segNodeWords(lang, f, true)
-	if !segNamesStatus(f) {
-		s += translate(lang, "seg.followersonly")
-	}
-	return s
-}
-
-func segNamesStatus(f segment.Filter) bool {
-	if f.Status != "" {
-		return true
-	}
-	for _, sub := range append(append([]segment.Filter{}, f.All...), f.Any...) {
-		if segNamesStatus(sub) {
-			return true
-		}
-	}
-	return f.Not != nil && segNamesStatus(*f.Not)
-}
-
-func segNodeWords(lang string, f segment.Filter, top bool) string {
-	tr := func(key string, args ...any) string { return fmt.Sprintf(translate(lang, key), args...) }
-	join := func(list []segment.Filter, sep string) string {
-		parts := make([]string, len(list))
-		for i, sub := range list {
-			parts[i] = segNodeWords(lang, sub, false)
-		}
-		s := strings.Join(parts, translate(lang, sep))
-		if !top && len(list) > 1 {
-			s = "(" + s + ")"
-		}
-		return s
-	}
-	switch {
-	case f.All != nil:
-		return join(f.All, "seg.and")
-	case f.Any != nil:
-		return join(f.Any, "seg.or")
-	case f.Not != nil:
-		return tr("seg.not", segNodeWords(lang, *f.Not, false))
-	case f.Tag != "":
-		return tr("seg.tag", f.Tag)
-	case f.Field != nil && (f.Field.Op == "set" || f.Field.Op == "unset"):
-		return tr(fmt.Sprintf("seg.op.%s", f.Field.Op), f.Field.Key)
-	case f.Field != nil:
-		return tr(fmt.Sprintf("seg.op.%s", f.Field.Op), f.Field.Key, f.Field.Value)
-	case f.Status != "":
-		return keyed(lang, "seg.status.%s", f.Status)
-	case f.FollowedWithin != 0:
-		return tr("seg.within", spanWords(lang, f.FollowedWithin))
-	case f.FollowedBefore != 0:
-		return tr("seg.before", spanWords(lang, f.FollowedBefore))
-	case f.Scenario != nil:
-		return tr(fmt.Sprintf("seg.scn.%s", f.Scenario.State), f.Scenario.Key)
-	}
-	return ""
 }
 
 // broadcastLink is where a delivery of a broadcast is shown.

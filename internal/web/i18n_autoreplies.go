@@ -36,6 +36,7 @@ func init() {
 		"ar.lasthit":        "最後の応答",
 		"ar.enabled":        "有効にする",
 		"ar.delete":         "この自動応答を削除",
+		"ar.coupon.help":    "返信に {{coupon.キー.code|ご利用済みです}} と書くと、その友だちにクーポンを配ってコードを返します。同じ友だちには何度聞かれても同じコードを返し、期間外や利用回数の上限に達した後は | の後の文を返します。",
 	}, map[string]string{
 		"ar.title":          "Auto-replies",
 		"ar.help":           "Answer friends' messages by keyword, by themselves. Of the rules that match, the one with the highest priority answers.",
@@ -70,5 +71,6 @@ func init() {
 		"ar.lasthit":        "Last answer",
 		"ar.enabled":        "On",
 		"ar.delete":         "Delete this auto-reply",
+		"ar.coupon.help":    "Write {{coupon.key.code|already used}} in the reply to give the friend a coupon and answer with its code. A friend who asks again gets the same code; once the coupon has ended or the friend has used it as often as allowed, the text after | is sent instead.",
 	})
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/linestep/linestep/internal/scenario"
 	"github.com/linestep/linestep/internal/segment"
 	"github.com/linestep/linestep/internal/store"
+	"github.com/linestep/linestep/internal/template"
 )
 
 // The scenarios area: the list, each scenario as a timeline a shop owner can read,
@@ -70,6 +71,7 @@ type scnStep struct {
 	Key       string
 	When      string
 	Condition string
+	Template  string // the template the step sends, in words; its messages are Messages
 	Messages  []msgPreview
 	Actions   []string
 	Waiting   int
@@ -112,6 +114,11 @@ func (c *Console) scenarioDetail(w http.ResponseWriter, r *http.Request, q *requ
 		c.fail(w, r, q, err)
 		return
 	}
+	tpls, err := template.List(ctx, c.DB, q.Channel.ID)
+	if err != nil {
+		c.fail(w, r, q, err)
+		return
+	}
 	lang, d := q.Lang, sc.Definition
 	page := scnPage{Key: sc.Key, Name: d.Name, Enabled: sc.Enabled, Version: sc.Version,
 		Updated: zoneTime(lang, channelZone(q.Channel.TimeZone), sc.UpdatedAt), Trigger: triggerWords(lang, d.Trigger),
@@ -122,6 +129,16 @@ func (c *Console) scenarioDetail(w http.ResponseWriter, r *http.Request, q *requ
 			Messages: msgPreviews(lang, st.Messages), Actions: actionWords(lang, st.Actions), Waiting: waiting[st.Key]}
 		if st.If != nil {
 			v.Condition = segNodeWords(lang, *st.If, true) // a step runs for followers only: no rider
+		}
+		if st.Template != "" {
+			// The step sends the template as it reads when it runs: show it as it reads now.
+			i := slices.IndexFunc(tpls, func(t template.Template) bool { return t.Key == st.Template })
+			if i < 0 {
+				v.Template = fmt.Sprintf(translate(lang, "scn.tpl.missing"), st.Template)
+			} else {
+				v.Template = fmt.Sprintf(translate(lang, "scn.tpl"), st.Template)
+				v.Messages = msgPreviews(lang, tpls[i].Body.Messages)
+			}
 		}
 		page.Steps = append(page.Steps, v)
 	}
@@ -440,5 +457,12 @@ func actionWords(lang string, a scenario.Actions) []string {
 	list("scn.act.set", sets)
 	list("scn.act.start", a.Start)
 	list("scn.act.stop", a.Stop)
+	switch a.RichMenu {
+	case "":
+	case scenario.RichMenuDefault:
+		out = append(out, translate(lang, "scn.act.menudefault"))
+	default:
+		out = append(out, fmt.Sprintf(translate(lang, "scn.act.richmenu"), a.RichMenu))
+	}
 	return out
 }

@@ -248,6 +248,11 @@ func (c *Console) templateNew(w http.ResponseWriter, r *http.Request, q *request
 }
 
 func (c *Console) templateDetail(w http.ResponseWriter, r *http.Request, q *request) {
+	c.showTemplate(w, r, q, http.StatusOK, nil)
+}
+
+// showTemplate renders the template page, with problems of an action that was refused.
+func (c *Console) showTemplate(w http.ResponseWriter, r *http.Request, q *request, status int, problems []formProblem) {
 	t, err := template.Get(r.Context(), c.DB, q.Channel.ID, r.PathValue("key"))
 	if err != nil {
 		c.fail(w, r, q, err)
@@ -264,9 +269,9 @@ func (c *Console) templateDetail(w http.ResponseWriter, r *http.Request, q *requ
 		}
 		shown = append(shown, tplVar{Name: name, Value: v})
 	}
-	c.render(w, r, http.StatusOK, "template", "tpl.detail", q, tplPage{
+	c.render(w, r, status, "template", "tpl.detail", q, tplPage{
 		Key: t.Key, Name: t.Name, Form: messageFormOf(t.Body, q.Lang), Saved: r.URL.Query().Get("saved") == "1",
-		Preview: msgRendered(q.Lang, t.Body, vars), Vars: shown,
+		Preview: msgRendered(q.Lang, t.Body, vars), Vars: shown, Problems: problems,
 	})
 }
 
@@ -315,11 +320,17 @@ func (c *Console) saveTemplate(w http.ResponseWriter, r *http.Request, q *reques
 func (c *Console) templateDelete(w http.ResponseWriter, r *http.Request, q *request) {
 	key := r.PathValue("key")
 	err := c.DB.WriteTx(r.Context(), func(tx *store.Tx) error {
-		if err := template.Delete(r.Context(), tx, q.Channel.ID, key); err != nil {
+		if err := template.Delete(r.Context(), tx, q.Channel.ID, key, c.Scenarios.TemplateUsers); err != nil {
 			return err
 		}
 		return c.record(r.Context(), tx, r, q, audit.Record{Action: "template.delete", Subject: "template:" + key})
 	})
+	if errors.Is(err, template.ErrInUse) {
+		// Scenarios send it: the page says which, and the template stays.
+		ps, _ := formProblems(q.Lang, err)
+		c.showTemplate(w, r, q, http.StatusConflict, ps)
+		return
+	}
 	if err != nil {
 		c.fail(w, r, q, err)
 		return
