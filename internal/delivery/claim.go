@@ -237,16 +237,12 @@ func (s *Service) formBatches(ctx context.Context, tx *store.Tx, now time.Time, 
 	}
 	var order []string
 	groups := map[string]*group{}
-	var out []*batch
+	var fresh []newBatch
 	replyBy := store.Millis(now.Add(s.cfg.ReplyMargin))
 	for _, p := range pending {
 		if p.replyToken != "" && p.replyUntil.Valid && p.replyUntil.Int64 > replyBy {
-			b, err := s.insertBatch(ctx, tx, p.channelID, MethodReply, p.messages,
-				recipients{To: []string{p.userID}, ReplyToken: p.replyToken}, []int64{p.id}, now, lease)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, b)
+			fresh = append(fresh, newBatch{channelID: p.channelID, method: MethodReply, messages: p.messages,
+				recipients: recipients{To: []string{p.userID}, ReplyToken: p.replyToken}, deliveryIDs: []int64{p.id}})
 			continue
 		}
 		key := p.channelID + "\x00" + p.hash
@@ -265,19 +261,15 @@ func (s *Service) formBatches(ctx context.Context, tx *store.Tx, now time.Time, 
 			if len(chunk) == 1 {
 				method = MethodPush
 			}
-			to := make([]string, len(chunk))
-			ids := make([]int64, len(chunk))
+			nb := newBatch{channelID: g.channelID, method: method, messages: g.messages,
+				recipients: recipients{To: make([]string, len(chunk))}, deliveryIDs: make([]int64, len(chunk))}
 			for i, p := range chunk {
-				to[i], ids[i] = p.userID, p.id
+				nb.recipients.To[i], nb.deliveryIDs[i] = p.userID, p.id
 			}
-			b, err := s.insertBatch(ctx, tx, g.channelID, method, g.messages, recipients{To: to}, ids, now, lease)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, b)
+			fresh = append(fresh, nb)
 		}
 	}
-	return out, nil
+	return s.insertBatches(ctx, tx, fresh, now, lease)
 }
 
 // chunks splits rows into groups of at most line.MaxMulticast distinct users: a user
@@ -301,31 +293,104 @@ func chunks(rows []pendingRow) [][]pendingRow {
 	return out
 }
 
-func (s *Service) insertBatch(ctx context.Context, tx *store.Tx, channelID, method, messages string, r recipients,
-	deliveryIDs []int64, now time.Time, lease int64) (*batch, error) {
-	rj, _ := json.Marshal(r)
-	b := &batch{channelID: channelID, method: method, recipients: r}
-	if err := json.Unmarshal([]byte(messages), &b.messages); err != nil {
-		return nil, fmt.Errorf("delivery %d: stored messages: %w", deliveryIDs[0], err)
+// newBatch is a batch formed from pending deliveries, not yet written.
+type newBatch struct {
+	channelID, method, messages string
+	recipients                  recipients
+	deliveryIDs                 []int64
+}
+
+// insertBatches writes batches and moves their deliveries into them, in a few
+// statements whatever their number: personalised content makes a push, so a batch, per
+// delivery, and a statement or two per push would make the claim, not LINE, the pace.
+// The batches' IDs are taken first (the sequence on PostgreSQL; on SQLite the
+// transaction is the only writer, so the next IDs are free), so that the rows can be
+// written together and their deliveries pointed at them.
+func (s *Service) insertBatches(ctx context.Context, tx *store.Tx, nbs []newBatch, now time.Time, lease int64) ([]*batch, error) {
+	if len(nbs) == 0 {
+		return nil, nil
 	}
-	err := tx.QueryRowContext(ctx, `INSERT INTO batches (channel_id, method, messages, recipients, size, state, lease_until, created_at)
-		VALUES (?, ?, ?, ?, ?, 'sending', ?, ?) RETURNING id`,
-		channelID, method, messages, string(rj), len(deliveryIDs), lease, store.Millis(now)).Scan(&b.id)
+	ids, err := nextBatchIDs(ctx, tx, len(nbs))
 	if err != nil {
 		return nil, err
 	}
-	for start := 0; start < len(deliveryIDs); start += 500 {
-		ids := deliveryIDs[start:min(start+500, len(deliveryIDs))]
-		args := make([]any, 0, len(ids)+1)
-		args = append(args, b.id)
-		for _, id := range ids {
-			args = append(args, id)
+	out := make([]*batch, len(nbs))
+	msgCache := map[string][]json.RawMessage{}
+	nowMs := store.Millis(now)
+	const cols = 9
+	const perStatement = 200
+	args := make([]any, 0, perStatement*cols)
+	for start := 0; start < len(nbs); start += perStatement {
+		end := min(start+perStatement, len(nbs))
+		args = args[:0]
+		for i := start; i < end; i++ {
+			nb := nbs[i]
+			b := &batch{id: ids[i], channelID: nb.channelID, method: nb.method, recipients: nb.recipients}
+			if m, ok := msgCache[nb.messages]; ok {
+				b.messages = m
+			} else if err := json.Unmarshal([]byte(nb.messages), &b.messages); err != nil {
+				return nil, fmt.Errorf("delivery %d: stored messages: %w", nb.deliveryIDs[0], err)
+			} else {
+				msgCache[nb.messages] = b.messages
+			}
+			out[i] = b
+			rj, _ := json.Marshal(nb.recipients)
+			args = append(args, b.id, nb.channelID, nb.method, nb.messages, string(rj), len(nb.deliveryIDs), "sending", lease, nowMs)
 		}
-		q := `UPDATE deliveries SET state = 'sending', batch_id = ? WHERE id IN (` +
-			strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",") + `)`
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO batches (id, channel_id, method, messages, recipients, size, state, lease_until, created_at)
+			VALUES `+store.Placeholders(end-start, cols), args...); err != nil {
 			return nil, err
 		}
 	}
-	return b, nil
+	var dids, bids []int64
+	for i, nb := range nbs {
+		for _, d := range nb.deliveryIDs {
+			dids, bids = append(dids, d), append(bids, ids[i])
+		}
+	}
+	if tx.Dialect() == store.Postgres {
+		_, err := tx.ExecContext(ctx, `UPDATE deliveries d SET state = 'sending', batch_id = u.bid
+			FROM unnest(?::bigint[], ?::bigint[]) AS u(did, bid) WHERE d.id = u.did`, dids, bids)
+		return out, err
+	}
+	for start := 0; start < len(dids); start += 500 {
+		end := min(start+500, len(dids))
+		args = args[:0]
+		for i := start; i < end; i++ {
+			args = append(args, dids[i], bids[i])
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = 'sending', batch_id = v.column2
+			FROM (VALUES `+store.Placeholders(end-start, 2)+`) AS v WHERE deliveries.id = v.column1`, args...); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// nextBatchIDs reserves n batch IDs.
+func nextBatchIDs(ctx context.Context, tx *store.Tx, n int) ([]int64, error) {
+	ids := make([]int64, 0, n)
+	if tx.Dialect() == store.Postgres {
+		rows, err := tx.QueryContext(ctx, `SELECT nextval(pg_get_serial_sequence('batches', 'id')) FROM generate_series(1, ?)`, n)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				return nil, err
+			}
+			ids = append(ids, id)
+		}
+		return ids, rows.Err()
+	}
+	var last int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM batches`).Scan(&last); err != nil {
+		return nil, err
+	}
+	for i := range n {
+		ids = append(ids, last+1+int64(i))
+	}
+	return ids, nil
 }

@@ -242,16 +242,59 @@ func (s *Service) send(ctx context.Context, b *batch) sendOutcome {
 func (s *Service) recordAll(ctx context.Context, group []sendOutcome) error {
 	now := s.clock.Now()
 	return s.db.WriteTx(ctx, func(tx *store.Tx) error {
+		var sent []sendOutcome
 		for _, o := range group {
-			if errors.Is(o.err, context.Canceled) {
-				continue
-			}
-			if err := s.record(ctx, tx, o.b, o.res, o.err, now); err != nil {
-				return fmt.Errorf("batch %d: %w", o.b.id, err)
+			switch {
+			case errors.Is(o.err, context.Canceled):
+			case o.err == nil:
+				sent = append(sent, o)
+			default:
+				if err := s.record(ctx, tx, o.b, o.res, o.err, now); err != nil {
+					return fmt.Errorf("batch %d: %w", o.b.id, err)
+				}
 			}
 		}
-		return nil
+		return s.recordSent(ctx, tx, sent, now)
 	})
+}
+
+// recordSent marks batches sent, in a statement or two whatever their number (a push
+// per personalised message makes thousands a second). A batch recorded already, by
+// whoever sent it again after our lease ran out, is left as it is.
+func (s *Service) recordSent(ctx context.Context, tx *store.Tx, sent []sendOutcome, now time.Time) error {
+	if len(sent) == 0 {
+		return nil
+	}
+	nowMs := store.Millis(now)
+	if tx.Dialect() == store.Postgres {
+		n := len(sent)
+		ids, attempts, accepted := make([]int64, n), make([]int64, n), make([]int64, n)
+		requests := make([]string, n)
+		for i, o := range sent {
+			ids[i], attempts[i], requests[i], accepted[i] = o.b.id, int64(o.b.attempts+1), o.res.RequestID, int64(boolInt(o.res.AlreadyAccepted))
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE batches b SET state = 'sent', attempts = u.attempts, request_id = u.request_id,
+			accepted_earlier = u.accepted, last_error = '', sent_at = ?
+			FROM unnest(?::bigint[], ?::bigint[], ?::text[], ?::bigint[]) AS u(id, attempts, request_id, accepted)
+			WHERE b.id = u.id AND b.state = 'sending'`, nowMs, ids, attempts, requests, accepted)
+		return err
+	}
+	const cols = 4
+	args := make([]any, 0, 1+500*cols)
+	for start := 0; start < len(sent); start += 500 {
+		chunk := sent[start:min(start+500, len(sent))]
+		args = append(args[:0], nowMs)
+		for _, o := range chunk {
+			args = append(args, o.b.id, o.b.attempts+1, o.res.RequestID, boolInt(o.res.AlreadyAccepted))
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE batches SET state = 'sent', attempts = v.column2, request_id = v.column3,
+			accepted_earlier = v.column4, last_error = '', sent_at = ?
+			FROM (VALUES `+store.Placeholders(len(chunk), cols)+`) AS v WHERE batches.id = v.column1 AND batches.state = 'sending'`,
+			args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // record writes a call's outcome to its batch. Success is written to the batch alone:
@@ -265,6 +308,7 @@ func (s *Service) record(ctx context.Context, tx *store.Tx, b *batch, res line.S
 	case sendErr == nil, b.method == MethodReply && errors.Is(sendErr, line.ErrReplyOutcomeUnknown):
 		// A reply has no retry key: when its outcome is unknown, sending it again
 		// could deliver it twice, so it is counted as sent and the doubt recorded.
+		// (Plain successes are recorded together, by recordSent.)
 		note := ""
 		if sendErr != nil {
 			note = "reply outcome unknown; not resent, to avoid a duplicate"
