@@ -131,7 +131,7 @@ func (s *Service) expandIdentical(ctx context.Context, tx *store.Tx, b Broadcast
 	if err != nil {
 		return err
 	}
-	return s.advance(ctx, tx, b.ID, p.Last, p.Queued, p.Skipped, p.Looked < s.identicalChunk, now)
+	return s.advance(ctx, tx, b.ID, p.Last, p.Queued, p.Skipped, p.End, now)
 }
 
 // advance moves a broadcast's cursor past what a chunk wrote, and ends it when the

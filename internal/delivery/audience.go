@@ -19,10 +19,10 @@ type Audience struct {
 
 // AudiencePage is what EnqueueAudience did.
 type AudiencePage struct {
-	Last    int64 // the highest friend id looked at: where the next call starts
-	Looked  int   // friends looked at; fewer than asked means the audience is exhausted
+	Last    int64 // the highest friend id written or passed: where the next call starts
 	Queued  int   // deliveries written
 	Skipped int   // not a LINE user ID (imported by hand): LINE would refuse the whole call
+	End     bool  // the audience has no friends left after Last
 }
 
 // EnqueueAudience writes the same messages for the audience's friends with an id above
@@ -43,8 +43,8 @@ func (s *Service) EnqueueAudience(ctx context.Context, tx *store.Tx, a Audience,
 	content := audienceContent{json: string(body), hash: ContentHash(body), source: source, sourceID: sourceID}
 	nowMs := store.Millis(s.clock.Now())
 	page := AudiencePage{Last: after}
-	for page.Looked < limit {
-		n := min(line.MaxMulticast, limit-page.Looked)
+	for page.Queued+page.Skipped < limit && !page.End {
+		n := min(line.MaxMulticast, limit-page.Queued-page.Skipped)
 		var p AudiencePage
 		if tx.Dialect() == store.Postgres {
 			p, err = s.audiencePagePostgres(ctx, tx, a, page.Last, n, content, nowMs)
@@ -54,15 +54,20 @@ func (s *Service) EnqueueAudience(ctx context.Context, tx *store.Tx, a Audience,
 		if err != nil {
 			return AudiencePage{}, fmt.Errorf("delivery: enqueue audience: %w", err)
 		}
-		page.Looked += p.Looked
 		page.Queued += p.Queued
 		page.Skipped += p.Skipped
-		if p.Looked > 0 {
-			page.Last = p.Last
+		page.Last = max(page.Last, p.Last)
+		page.End = p.End
+	}
+	if tx.Dialect() != store.Postgres {
+		// SQLite's pages pass over friends that are not LINE users without a word:
+		// counted here once for the whole range, so that the usual case costs nothing
+		// more than a look at each row's user ID.
+		n, err := skippedSQLite(ctx, tx, a, after, page.Last, page.End)
+		if err != nil {
+			return AudiencePage{}, fmt.Errorf("delivery: enqueue audience: %w", err)
 		}
-		if p.Looked < n {
-			break
-		}
+		page.Skipped += n
 	}
 	if page.Queued > 0 {
 		tx.AfterCommit(s.Notify)
@@ -71,7 +76,8 @@ func (s *Service) EnqueueAudience(ctx context.Context, tx *store.Tx, a Audience,
 }
 
 // validUserID is line.ValidUserID in SQL, the same on both databases (and cheaper on
-// PostgreSQL than a regular expression).
+// PostgreSQL than a regular expression). SQLite's index friends_not_line_user repeats
+// its negation word for word: change both together.
 func validUserID(alias string) string {
 	u := alias + ".line_user_id"
 	return "(length(" + u + ") = 33 AND substr(" + u + ", 1, 1) = 'U' AND ltrim(substr(" + u + ", 2), '0123456789abcdef') = '')"
@@ -92,40 +98,59 @@ func insertAudienceBatch(ctx context.Context, tx *store.Tx, channelID string, c 
 	return id, err
 }
 
-// audiencePageSQLite takes a page in two statements: the first finds its id range and
-// counts it, the second inserts the members of that range. Nothing else writes between
-// them: SQLite has one writer, and this transaction is it.
+// audiencePageSQLite takes a page in one statement: INSERT ... SELECT of the next n
+// friends with a LINE user ID, returning who was written, for the cursor.
 func (s *Service) audiencePageSQLite(ctx context.Context, tx *store.Tx, a Audience, after int64, n int,
 	c audienceContent, nowMs int64) (AudiencePage, error) {
-	where, wargs := a.Where(after)
-	args := append([]any{a.ChannelID, after}, wargs...)
-	var p AudiencePage
-	var ok int
-	err := tx.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(MAX(id), 0), COALESCE(SUM(ok), 0) FROM
-		(SELECT f.id, (`+validUserID("f")+`) AS ok FROM friends f WHERE f.channel_id = ? AND f.id > ? AND `+where+` ORDER BY f.id LIMIT ?)`,
-		append(args, n)...).Scan(&p.Looked, &p.Last, &ok)
-	if err != nil || p.Looked == 0 {
-		return p, err
-	}
-	p.Skipped = p.Looked - ok
-	if ok == 0 {
-		return p, nil
-	}
 	batchID, err := insertAudienceBatch(ctx, tx, a.ChannelID, c, nowMs)
 	if err != nil {
-		return p, err
+		return AudiencePage{}, err
 	}
-	ins := append([]any{a.ChannelID, c.source, c.sourceID, c.hash, batchID, nowMs, nowMs, a.ChannelID, after, p.Last}, wargs...)
-	res, err := tx.ExecContext(ctx, `INSERT INTO deliveries (channel_id, friend_id, line_user_id, source, source_id, source_ref,
+	where, wargs := a.Where(after)
+	args := append([]any{a.ChannelID, c.source, c.sourceID, c.hash, batchID, nowMs, nowMs, a.ChannelID, after}, wargs...)
+	rows, err := tx.QueryContext(ctx, `INSERT INTO deliveries (channel_id, friend_id, line_user_id, source, source_id, source_ref,
 			messages, content_hash, state, batch_id, due_at, created_at)
 		SELECT ?, f.id, f.line_user_id, ?, ?, '', '', ?, 'sending', ?, ?, ?
-		FROM friends f WHERE f.channel_id = ? AND f.id > ? AND f.id <= ? AND `+where+` AND `+validUserID("f"), ins...)
+		FROM friends f WHERE f.channel_id = ? AND f.id > ? AND `+where+` AND `+validUserID("f")+` ORDER BY f.id LIMIT ?
+		RETURNING friend_id`, append(args, n)...)
 	if err != nil {
+		return AudiencePage{}, err
+	}
+	p := AudiencePage{Last: after}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return p, err
+		}
+		p.Queued++
+		p.Last = max(p.Last, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
 		return p, err
 	}
-	queued, _ := res.RowsAffected()
-	p.Queued = int(queued)
-	return p, nil
+	p.End = p.Queued < n
+	if p.Queued == 0 {
+		_, err = tx.ExecContext(ctx, `DELETE FROM batches WHERE id = ?`, batchID)
+	}
+	return p, err
+}
+
+// skippedSQLite counts the audience's friends in (after, last] (or past after, at the
+// end) that are not LINE users, through the index that holds only those
+// (friends_not_line_user), so the usual count, none, reads nothing.
+func skippedSQLite(ctx context.Context, tx *store.Tx, a Audience, after, last int64, end bool) (int, error) {
+	where, wargs := a.Where(after)
+	bound, bargs := " AND f.id <= ?", []any{last}
+	if end {
+		bound, bargs = "", nil
+	}
+	args := append(append([]any{a.ChannelID, after}, bargs...), wargs...)
+	var n int
+	err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM friends f WHERE f.channel_id = ? AND f.id > ?`+bound+`
+		AND NOT `+validUserID("f")+` AND `+where, args...).Scan(&n)
+	return n, err
 }
 
 // audiencePagePostgres takes a page in one statement, so that the page and its members
@@ -140,7 +165,9 @@ func (s *Service) audiencePagePostgres(ctx context.Context, tx *store.Tx, a Audi
 	where, wargs := a.Where(after)
 	args := append([]any{a.ChannelID, after}, wargs...)
 	args = append(args, n, a.ChannelID, c.source, c.sourceID, c.hash, batchID, nowMs, nowMs)
-	var p AudiencePage
+	p := AudiencePage{Last: after}
+	var looked int
+	var last int64
 	err = tx.QueryRowContext(ctx, `WITH page AS MATERIALIZED (
 			SELECT f.id, f.line_user_id FROM friends f WHERE f.channel_id = ? AND f.id > ? AND `+where+` ORDER BY f.id LIMIT ?),
 		ins AS (INSERT INTO deliveries (channel_id, friend_id, line_user_id, source, source_id, source_ref,
@@ -148,11 +175,12 @@ func (s *Service) audiencePagePostgres(ctx context.Context, tx *store.Tx, a Audi
 			SELECT ?, p.id, p.line_user_id, ?, ?, '', '', ?, 'sending', ?, ?, ? FROM page p
 			WHERE `+validUserID("p")+` RETURNING 1)
 		SELECT (SELECT COUNT(*) FROM page), (SELECT COALESCE(MAX(id), 0) FROM page), (SELECT COUNT(*) FROM ins)`,
-		args...).Scan(&p.Looked, &p.Last, &p.Queued)
+		args...).Scan(&looked, &last, &p.Queued)
 	if err != nil {
 		return p, err
 	}
-	p.Skipped = p.Looked - p.Queued
+	p.Last = max(p.Last, last)
+	p.Skipped, p.End = looked-p.Queued, looked < n
 	if p.Queued == 0 {
 		_, err = tx.ExecContext(ctx, `DELETE FROM batches WHERE id = ?`, batchID)
 	}
