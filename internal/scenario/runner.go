@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/linestep/linestep/internal/clock"
@@ -20,12 +21,27 @@ import (
 	"github.com/linestep/linestep/internal/template"
 )
 
-// Run advances due steps until ctx is done.
+// Run advances due steps until ctx is done, cfg.Runners batches at a time.
 func (s *Service) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for range s.cfg.Runners {
+		wg.Go(func() { s.runLoop(ctx) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// gather: steps falling due just after a run wait this long from its start, to run
+// together. Woken for each, the runner would send each moment's few in a multicast call
+// of their own, and LINE allows far fewer calls than recipients.
+const gather = 250 * time.Millisecond
+
+func (s *Service) runLoop(ctx context.Context) {
 	for {
+		started := s.clock.Now()
 		n, err := s.RunDue(ctx)
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
 		if err != nil {
 			s.logger.Warn("scenario steps failed; retrying", "err", err)
@@ -33,10 +49,32 @@ func (s *Service) Run(ctx context.Context) error {
 		if n == s.cfg.BatchSize && err == nil {
 			continue // more is due
 		}
-		if _, err := clock.Wait(ctx, s.clock, s.cfg.PollInterval, s.wake); err != nil {
-			return nil
+		wait := s.cfg.PollInterval
+		if err == nil {
+			wait = s.untilNextDue(ctx, started, wait)
+			if n > 0 {
+				wait = max(wait, min(gather, s.cfg.PollInterval)-s.clock.Now().Sub(started))
+			}
+		}
+		if _, err := clock.Wait(ctx, s.clock, wait, s.wake); err != nil {
+			return
 		}
 	}
+}
+
+// untilNextDue is how long the runner may sleep: until the next step falls due after the
+// batch that started at since, at most limit. Polling alone would start a step up to a
+// poll interval late, and a step that many friends reach at once would spend that much
+// of its time waiting for the runner. Steps due before since were claimed, or are held
+// back (a disabled scenario, a profile awaited): those are left to the poll and to the
+// wake-ups, or the runner would spin on them.
+func (s *Service) untilNextDue(ctx context.Context, since time.Time, limit time.Duration) time.Duration {
+	var next sql.NullInt64
+	if err := s.db.QueryRowContext(ctx, "SELECT MIN(due_at) FROM enrollments WHERE state = 'active' AND due_at > ?",
+		store.Millis(since)).Scan(&next); err != nil || !next.Valid {
+		return limit
+	}
+	return max(0, min(limit, store.Time(next.Int64).Sub(s.clock.Now())))
 }
 
 // due is one claimed enrolment with what running its step needs.
@@ -79,64 +117,37 @@ func (s *Service) RunDue(ctx context.Context) (int, error) {
 func (s *Service) claim(ctx context.Context, tx *store.Tx, now time.Time) ([]due, error) {
 	lock := ""
 	if tx.Dialect() == store.Postgres {
-		lock = " FOR UPDATE SKIP LOCKED"
+		lock = " FOR UPDATE OF e SKIP LOCKED" // the runs, not their friends
 	}
-	// The inner query walks the due index and stops at the batch size; joining first
-	// would make PostgreSQL sort every due enrolment on every batch. A run waits for its
-	// friend's profile for a moment after enrolment (a greeting says their name), and
-	// a disabled scenario's runs wait until it is enabled.
-	rows, err := tx.QueryContext(ctx, `SELECT id, scenario_id, friend_id, channel_id, next_step, last_step, anchor_at, last_step_at,
-		due_at, reply_token, reply_expires_at FROM enrollments
-		WHERE state = 'active' AND due_at <= ?
-		AND scenario_id NOT IN (SELECT id FROM scenarios WHERE enabled = 0)
-		AND NOT EXISTS (SELECT 1 FROM friends pf WHERE pf.id = enrollments.friend_id
-			AND pf.profile_fetched_at IS NULL AND pf.profile_due_at IS NOT NULL AND enrollments.anchor_at > ?)
-		ORDER BY due_at LIMIT ?`+lock,
+	// The due index gives the order and the limit stops the walk; each friend is then
+	// found by key (a nested loop, on both engines). A run waits for its friend's profile
+	// for a moment after enrolment (a greeting says their name), and a disabled
+	// scenario's runs wait until it is enabled.
+	rows, err := tx.QueryContext(ctx, `SELECT e.id, e.scenario_id, e.friend_id, e.channel_id, e.next_step, e.last_step, e.anchor_at,
+		e.last_step_at, e.due_at, e.reply_token, e.reply_expires_at, f.line_user_id, f.status
+		FROM enrollments e JOIN friends f ON f.id = e.friend_id
+		WHERE e.state = 'active' AND e.due_at <= ?
+		AND e.scenario_id NOT IN (SELECT id FROM scenarios WHERE enabled = 0)
+		AND NOT (f.profile_fetched_at IS NULL AND f.profile_due_at IS NOT NULL AND e.anchor_at > ?)
+		ORDER BY e.due_at LIMIT ?`+lock,
 		store.Millis(now), store.Millis(now.Add(-s.cfg.ProfileWait)), s.cfg.BatchSize)
 	if err != nil {
 		return nil, fmt.Errorf("scenario: claim: %w", err)
 	}
+	defer rows.Close()
 	var out []due
 	for rows.Next() {
 		var d due
 		var anchor, dueAt int64
 		var last, expires sql.NullInt64
+		var status string
 		if err := rows.Scan(&d.id, &d.scenarioID, &d.friendID, &d.channelID, &d.next, &d.last, &anchor, &last, &dueAt,
-			&d.replyToken, &expires); err != nil {
-			rows.Close()
+			&d.replyToken, &expires, &d.lineUserID, &status); err != nil {
 			return nil, fmt.Errorf("scenario: claim: %w", err)
 		}
 		d.anchor, d.lastAt, d.dueAt, d.replyExpires = store.Time(anchor), store.NullTime(last), store.Time(dueAt), store.NullTime(expires)
+		d.following = status == string(friend.Following)
 		out = append(out, d)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil || len(out) == 0 {
-		return nil, err
-	}
-	// The friends apart, by key: joined in one query, PostgreSQL scans them all.
-	args := make([]any, len(out))
-	for i, d := range out {
-		args[i] = d.friendID
-	}
-	rows, err = tx.QueryContext(ctx, "SELECT id, line_user_id, status FROM friends WHERE id IN ("+
-		strings.TrimSuffix(strings.Repeat("?,", len(args)), ",")+")", args...)
-	if err != nil {
-		return nil, fmt.Errorf("scenario: claim: %w", err)
-	}
-	defer rows.Close()
-	type who struct{ userID, status string }
-	friends := make(map[int64]who, len(out))
-	for rows.Next() {
-		var id int64
-		var w who
-		if err := rows.Scan(&id, &w.userID, &w.status); err != nil {
-			return nil, fmt.Errorf("scenario: claim: %w", err)
-		}
-		friends[id] = w
-	}
-	for i := range out {
-		w := friends[out[i].friendID]
-		out[i].lineUserID, out[i].following = w.userID, w.status == string(friend.Following)
 	}
 	return out, rows.Err()
 }
@@ -305,15 +316,16 @@ func (r *stepRun) flush(ctx context.Context) error {
 	r.items = r.items[:0]
 	wake := false
 	for m, ids := range r.moves {
-		for start := 0; start < len(ids); start += 500 {
-			chunk := ids[start:min(start+500, len(ids))]
-			args := []any{m.state, m.next, m.last, m.lastAt, m.due, m.replyToken, store.Millis(r.now)}
-			for _, id := range chunk {
-				args = append(args, id)
-			}
-			_, err := r.tx.ExecContext(ctx, `UPDATE enrollments SET state = ?, next_step = ?, last_step = ?, last_step_at = ?, due_at = ?,
-				reply_token = ?, updated_at = ? WHERE state = 'active' AND id IN (`+strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",")+`)`,
-				args...)
+		// A run that stays active keeps its state column out of the statement: SQLite
+		// rewrites the entries of every index on a column an UPDATE sets, changed or not.
+		set, args := "", []any{}
+		if m.state != Active {
+			set, args = "state = ?, ", append(args, m.state)
+		}
+		args = append(args, m.next, m.last, m.lastAt, m.due, m.replyToken, store.Millis(r.now))
+		for _, w := range idSets(r.tx.Dialect(), ids) {
+			_, err := r.tx.ExecContext(ctx, `UPDATE enrollments SET `+set+`next_step = ?, last_step = ?, last_step_at = ?, due_at = ?,
+				reply_token = ?, updated_at = ? WHERE state = 'active' AND id `+w.in, append(slices.Clip(args), w.args...)...)
 			if err != nil {
 				return fmt.Errorf("scenario: advance: %w", err)
 			}
@@ -325,6 +337,30 @@ func (r *stepRun) flush(ctx context.Context) error {
 		r.tx.AfterCommit(r.s.Notify)
 	}
 	return nil
+}
+
+// idSet is a condition on id for some IDs ("IN (...)"), with its arguments.
+type idSet struct {
+	in   string
+	args []any
+}
+
+// idSets says "id is one of ids" in as few statements as the engine allows: PostgreSQL
+// takes them all as one array, SQLite lists of up to 500.
+func idSets(d store.Dialect, ids []int64) []idSet {
+	if d == store.Postgres {
+		return []idSet{{in: "= ANY(?::bigint[])", args: []any{ids}}}
+	}
+	var out []idSet
+	for start := 0; start < len(ids); start += 500 {
+		chunk := ids[start:min(start+500, len(ids))]
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		out = append(out, idSet{in: "IN (" + strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",") + ")", args: args})
+	}
+	return out
 }
 
 // send renders the step's messages for the friend and queues them; the first step after
