@@ -31,6 +31,8 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/linestep/linestep/internal/ingest"
+	"github.com/linestep/linestep/internal/line"
 	"github.com/linestep/linestep/internal/server"
 )
 
@@ -52,7 +54,7 @@ func main() {
 
 	fmt.Printf("ingestload: %d requests x %d event(s), %d concurrent senders, GOMAXPROCS=%d, %s\n\n",
 		*events, *perRequest, *conc, runtime.GOMAXPROCS(0), runtime.Version())
-	fmt.Printf("%-10s %12s %10s %10s %10s %10s\n", "target", "events/s", "p50 ms", "p90 ms", "p99 ms", "max ms")
+	fmt.Printf("%-10s %12s %10s %10s %10s %10s %14s\n", "target", "events/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "cpu µs/event")
 
 	bare := run("bare", bareHandler(), *events, *perRequest, *conc, nil)
 	dir, _ := os.MkdirTemp("", "ingestload-")
@@ -67,11 +69,16 @@ func main() {
 	}
 }
 
-// bareHandler is the floor: what any webhook receiver must do, with nothing stored.
+// bareHandler is the floor: what any webhook receiver must do (read the body with a
+// limit, check the signature), with nothing stored.
 func bareHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-		if err != nil || !hmac.Equal([]byte(sign(body)), []byte(r.Header.Get("x-line-signature"))) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, ingest.DefaultMaxBody))
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		if !line.VerifySignature([]byte(secret), body, r.Header.Get("x-line-signature")) {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
@@ -131,6 +138,7 @@ func run(name string, h http.Handler, requests, perRequest, conc int, start func
 	var next atomic.Int64
 	var failed atomic.Int64
 	var wg sync.WaitGroup
+	cpu0 := cpuTime()
 	began := time.Now()
 	for range conc {
 		wg.Go(func() {
@@ -159,6 +167,7 @@ func run(name string, h http.Handler, requests, perRequest, conc int, start func
 	}
 	wg.Wait()
 	elapsed := time.Since(began)
+	cpu := cpuTime() - cpu0
 	if n := failed.Load(); n > 0 {
 		fmt.Fprintf(os.Stderr, "%s: %d requests failed\n", name, n)
 		os.Exit(1)
@@ -166,7 +175,9 @@ func run(name string, h http.Handler, requests, perRequest, conc int, start func
 	slices.Sort(lat)
 	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
 	rate := float64(requests*perRequest) / elapsed.Seconds()
-	fmt.Printf("%-10s %12.0f %10.2f %10.2f %10.2f %10.2f\n", name, rate, pct(0.5), pct(0.9), pct(0.99), pct(1))
+	// CPU of this process (senders and server; not a PostgreSQL server) per event.
+	cpuPer := float64(cpu.Microseconds()) / float64(requests*perRequest)
+	fmt.Printf("%-10s %12.0f %10.2f %10.2f %10.2f %10.2f %14.1f\n", name, rate, pct(0.5), pct(0.9), pct(0.99), pct(1), cpuPer)
 	return rate
 }
 

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"runtime"
 	"slices"
@@ -89,19 +90,61 @@ func BenchmarkIngest(b *testing.B) {
 		}
 	})
 	b.Run("sqlite", func(b *testing.B) {
-		benchDurable(b, testutil.NewSQLite(b))
+		benchDurable(b, testutil.NewSQLite(b), nil)
 	})
 	b.Run("postgres", func(b *testing.B) {
 		if os.Getenv(testutil.PostgresURLEnv) == "" {
 			b.Skipf("PostgreSQL ingest benchmark skipped: set %s (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable) to run it", testutil.PostgresURLEnv)
 		}
-		benchDurable(b, testutil.NewPostgres(b))
+		// The connections carry a name of their own, so that the CPU time of the server
+		// processes serving them can be found (and reported per event): PostgreSQL shares
+		// the machine's CPUs with the benchmark.
+		u, err := url.Parse(testutil.PostgresURL(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		app := fmt.Sprintf("ingestbench_%d", time.Now().UnixNano())
+		q := u.Query()
+		q.Set("application_name", app)
+		u.RawQuery = q.Encode()
+		db, err := store.Open(context.Background(), u.String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		if _, err := db.Migrate(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		benchDurable(b, db, func() time.Duration { return backendCPU(b, db, app) })
 	})
 }
 
+// backendCPU sums the CPU time of the PostgreSQL server processes serving the
+// connections named app (0 where /proc cannot tell).
+func backendCPU(b *testing.B, db *store.DB, app string) time.Duration {
+	rows, err := db.QueryContext(context.Background(), "SELECT pid FROM pg_stat_activity WHERE application_name = ?", app)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rows.Close()
+	var sum time.Duration
+	for rows.Next() {
+		var pid int
+		if err := rows.Scan(&pid); err != nil {
+			b.Fatal(err)
+		}
+		sum += processCPU(pid)
+	}
+	if err := rows.Err(); err != nil {
+		b.Fatal(err)
+	}
+	return sum
+}
+
 // benchDurable measures the real handler and committer on db, then checks that every
-// acknowledged event was stored.
-func benchDurable(b *testing.B, db *store.DB) {
+// acknowledged event was stored. serverCPU, if set, tells the CPU time a database server
+// has used so far.
+func benchDurable(b *testing.B, db *store.DB, serverCPU func() time.Duration) {
 	ctx, cancel := context.WithCancel(context.Background())
 	key, err := keyring.ParseKey(keyring.GenerateKey())
 	if err != nil {
@@ -126,7 +169,16 @@ func benchDurable(b *testing.B, db *store.DB) {
 	srv := httptest.NewServer(mux)
 	defer func() { srv.Close(); cancel(); <-done }()
 
+	var server0 time.Duration
+	if serverCPU != nil {
+		server0 = serverCPU()
+	}
 	rate := benchPost(b, srv.URL+ch.WebhookPath())
+	if serverCPU != nil {
+		if d := serverCPU() - server0; d > 0 {
+			b.ReportMetric(float64(d.Microseconds())/float64(b.N), "db-cpu-µs/event")
+		}
+	}
 
 	var stored int
 	if err := db.QueryRowContext(context.Background(), "SELECT COUNT(*) FROM webhook_events WHERE channel_id = ?", ch.ID).Scan(&stored); err != nil {

@@ -2,8 +2,8 @@ package ingest
 
 import (
 	"context"
+	"database/sql"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -27,7 +27,7 @@ type Committer struct {
 	metrics *metrics.Metrics
 	logger  *slog.Logger
 	queue   chan *storeRequest
-	// writers is how many transactions may be in flight at once: one for SQLite, a few for
+	// writers is how many transactions may be in flight at once: one for SQLite, two for
 	// PostgreSQL, which commits concurrent transactions in parallel.
 	writers int
 	// maxBatch bounds the events in one transaction so that a burst does not make one
@@ -41,6 +41,13 @@ type Committer struct {
 
 	inflight   atomic.Int32 // batches being gathered or committed
 	lastCommit atomic.Int64 // when the last one ended, Unix nanoseconds
+
+	// inserts are the plain INSERTs of 1, 2, 4, ... maxChunk rows, prepared once (SQLite
+	// only): SQLite would otherwise compile the statement again at every commit, which
+	// in a CPU profile of BenchmarkIngest was about a quarter of the committer's CPU.
+	// pgx keeps the statements it has seen prepared already.
+	insertsMu sync.Mutex
+	inserts   []*sql.Stmt
 
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -63,7 +70,12 @@ type storeResult struct {
 func NewCommitter(db *store.DB, m *metrics.Metrics, logger *slog.Logger, onCommit func()) *Committer {
 	writers := 1
 	if db.Dialect() == store.Postgres {
-		writers = 4
+		// Two, not more: each commit costs the PostgreSQL server a fixed amount of CPU
+		// (its round trips, the WAL flush), and fewer writers make larger batches. Under
+		// BenchmarkIngest, four writers made batches of about 8.5 events and cost the
+		// server about 50 µs of CPU per event; two, about 16 events and 30-40 µs; one
+		// waited on every flush alone and was slower.
+		writers = 2
 	}
 	return &Committer{
 		db: db, metrics: m, logger: logger, onCommit: onCommit,
@@ -114,6 +126,12 @@ func (c *Committer) Run(ctx context.Context) {
 	}
 	c.wg.Wait()
 	c.stopOnce.Do(func() { close(c.stopped) })
+	c.insertsMu.Lock()
+	for _, s := range c.inserts {
+		s.Close()
+	}
+	c.inserts = nil
+	c.insertsMu.Unlock()
 	for {
 		select {
 		case req := <-c.queue:
@@ -174,36 +192,16 @@ func (c *Committer) loop(ctx context.Context) {
 	}
 }
 
-// insertChunk bounds the rows of one INSERT statement: 10 columns x 400 rows stays under
-// both engines' limits on bound parameters.
-const insertChunk = 400
-
-// errDuplicates makes the fast attempt at a batch roll back: some of its events were
-// already stored (redeliveries), and only the slower INSERT ... RETURNING tells which.
-var errDuplicates = errors.New("ingest: batch holds events already stored")
-
 func (c *Committer) commit(ctx context.Context, batch []*storeRequest, n int) {
 	stored := make([]int, len(batch))
 	byType := map[string]int{}
 	// The commit itself is not cancelled by shutdown: requests are waiting on it.
 	ctx = context.WithoutCancel(ctx)
-	// Redeliveries are rare: first insert the whole batch with plain INSERTs, which is all
-	// a batch of new events needs, and only when a statement stores fewer rows than it was
-	// given roll back and insert again with RETURNING to tell each request its own count.
-	err := c.db.WriteTx(ctx, func(tx *store.Tx) error { return c.insert(ctx, tx, batch, n, nil, nil) })
-	if errors.Is(err, errDuplicates) {
-		err = c.db.WriteTx(ctx, func(tx *store.Tx) error {
-			clear(stored)
-			clear(byType)
-			return c.insert(ctx, tx, batch, n, stored, byType)
-		})
-	} else if err == nil {
-		for i, req := range batch {
-			stored[i] = len(req.events)
-			for j := range req.events {
-				byType[req.events[j].Type]++
-			}
-		}
+	var err error
+	if c.db.Dialect() == store.Postgres && n <= maxChunk {
+		err = c.storeAlone(ctx, batch, stored, byType)
+	} else {
+		err = c.storeInTx(ctx, batch, stored, byType)
 	}
 	total := 0
 	for i, req := range batch {
@@ -230,98 +228,57 @@ func (c *Committer) commit(ctx context.Context, batch []*storeRequest, n int) {
 	}
 }
 
-// insert writes the batch's n events in chunks of at most insertChunk rows. With stored
-// nil it uses plain INSERTs and fails with errDuplicates as soon as a chunk stores fewer
-// rows than it holds; otherwise it uses INSERT ... RETURNING and counts the new events of
-// each request in stored and of each type in byType.
-func (c *Committer) insert(ctx context.Context, tx *store.Tx, batch []*storeRequest, n int, stored []int, byType map[string]int) error {
-	returning := stored != nil
-	args := make([]any, 0, min(n, insertChunk)*10)
-	var owners []int // the request of each row of the chunk
-	rows := 0
-	flush := func() error {
-		if rows == 0 {
-			return nil
-		}
-		defer func() { args, owners, rows = args[:0], owners[:0], 0 }()
-		q := insertQuery(rows, returning)
-		if !returning {
-			res, err := tx.ExecContext(ctx, q, args...)
-			if err != nil {
-				return fmt.Errorf("ingest: insert events: %w", err)
-			}
-			if k, err := res.RowsAffected(); err != nil || k != int64(rows) {
-				return errDuplicates
-			}
-			return nil
-		}
-		res, err := tx.QueryContext(ctx, q, args...)
-		if err != nil {
-			return fmt.Errorf("ingest: insert events: %w", err)
-		}
-		// Which request each new row came from, to tell each its own count.
-		owner := make(map[string]int, rows)
-		for r, i := range owners {
-			owner[args[r*10].(string)+"\x00"+args[r*10+1].(string)] = i
-		}
-		for res.Next() {
-			var ch, id, typ string
-			if err := res.Scan(&ch, &id, &typ); err != nil {
-				res.Close()
-				return fmt.Errorf("ingest: insert events: %w", err)
-			}
-			stored[owner[ch+"\x00"+id]]++
-			byType[typ]++
-		}
-		if err := res.Close(); err != nil {
-			return fmt.Errorf("ingest: insert events: %w", err)
-		}
-		if err := res.Err(); err != nil {
-			return fmt.Errorf("ingest: insert events: %w", err)
-		}
-		return nil
+// storeInTx stores the batch in one transaction and counts the new events of each request
+// in stored and of each type in byType.
+func (c *Committer) storeInTx(ctx context.Context, batch []*storeRequest, stored []int, byType map[string]int) error {
+	// Prepared outside the transaction: with SQLite, preparing needs the writer's one
+	// connection, which the transaction holds.
+	stmts, err := c.prepared(ctx)
+	if err != nil {
+		return err
+	}
+	// Redeliveries are rare: first insert the whole batch with plain INSERTs, which is all
+	// a batch of new events needs, and only when a statement stores fewer rows than it was
+	// given roll back and insert again with RETURNING to tell each request its own count.
+	err = c.db.WriteTx(ctx, func(tx *store.Tx) error { return c.insert(ctx, tx, stmts, batch, nil, nil) })
+	if errors.Is(err, errDuplicates) {
+		return c.db.WriteTx(ctx, func(tx *store.Tx) error {
+			clear(stored)
+			clear(byType)
+			return c.insert(ctx, tx, nil, batch, stored, byType)
+		})
+	}
+	if err != nil {
+		return err
 	}
 	for i, req := range batch {
-		received := store.Millis(req.receivedAt)
+		stored[i] = len(req.events)
 		for j := range req.events {
-			ev := &req.events[j]
-			args = append(args, req.channelID, ev.WebhookEventID, ev.Type, ev.Mode, ev.UserID,
-				ev.Timestamp, ev.IsRedelivery, []byte(ev.Raw), received, received)
-			if returning {
-				owners = append(owners, i)
-			}
-			if rows++; rows == insertChunk {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
+			byType[req.events[j].Type]++
 		}
 	}
-	return flush()
+	return nil
 }
 
-// insertQueries caches the INSERT statement text by row count and RETURNING.
-var insertQueries sync.Map // insertKey -> string
-
-type insertKey struct {
-	rows      int
-	returning bool
-}
-
-func insertQuery(rows int, returning bool) string {
-	key := insertKey{rows, returning}
-	if q, ok := insertQueries.Load(key); ok {
-		return q.(string)
+// storeAlone stores a batch that fits one statement (PostgreSQL) with that statement
+// alone, outside a transaction: it commits on its own, in one round trip to the server
+// instead of three (BEGIN, INSERT, COMMIT), and its RETURNING tells each request its own
+// count. With the server sharing the CPUs, each round trip waits for its process to be
+// scheduled: under BenchmarkIngest BEGIN alone took 0.6-1.1 ms.
+func (c *Committer) storeAlone(ctx context.Context, batch []*storeRequest, stored []int, byType map[string]int) error {
+	delay := 5 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		clear(stored)
+		clear(byType)
+		err := c.insert(ctx, autocommit{c.db}, nil, batch, stored, byType)
+		// Two writers' statements holding the same redelivered events in different orders
+		// can deadlock; PostgreSQL aborts one, which has stored nothing and is tried again.
+		if err == nil || !store.IsBusy(err) || attempt == 5 {
+			return err
+		}
+		time.Sleep(delay)
+		delay *= 2
 	}
-	q := `INSERT INTO webhook_events (channel_id, event_id, type, mode, line_user_id, occurred_at, redelivery, payload, received_at, next_attempt_at)
-		VALUES ` + store.Placeholders(rows, 10) + `
-		ON CONFLICT (channel_id, event_id) DO NOTHING`
-	if returning {
-		q += `
-		RETURNING channel_id, event_id, type`
-	}
-	insertQueries.Store(key, q)
-	return q
 }
 
 // knownTypes are LINE's webhook event types; anything else is counted as "other" so that

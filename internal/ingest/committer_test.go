@@ -78,3 +78,55 @@ func TestCommitterCountsRedeliveries(t *testing.T) {
 		}
 	})
 }
+
+// Batches of every size are stored whole: the INSERT is split into chunks (powers of two,
+// prepared once, with SQLite), and a redelivery in a late chunk still sends the batch down
+// the counting path without losing the rest.
+func TestCommitterStoresEveryChunk(t *testing.T) {
+	testutil.EachDB(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db, 0)
+		ctx := context.Background()
+		want := 0
+		for _, size := range []int{1, 2, 3, 7, 255, 256, 257, 700} {
+			ids := make([]string, size)
+			for i := range ids {
+				ids[i] = fmt.Sprintf("S%04dE%04d", size, i)
+			}
+			n, err := f.committer.Store(ctx, f.ch.ID, rawEvents(ids...), time.Now())
+			if err != nil || n != size {
+				t.Fatalf("%d events: stored %d, %v", size, n, err)
+			}
+			want += size
+			if got := countEvents(t, db); got != want {
+				t.Fatalf("after %d events: %d in the table, want %d", size, got, want)
+			}
+		}
+		// 300 events of which the 290th is stored already: it falls in the last chunks
+		// (256 + 32 + 8 + 4).
+		ids := make([]string, 300)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("LATE%04d", i)
+		}
+		ids[289] = "S0700E0699"
+		n, err := f.committer.Store(ctx, f.ch.ID, rawEvents(ids...), time.Now())
+		if err != nil || n != 299 {
+			t.Fatalf("299 new and one redelivered: stored %d, %v", n, err)
+		}
+		if got := countEvents(t, db); got != want+299 {
+			t.Fatalf("%d in the table, want %d", got, want+299)
+		}
+	})
+}
+
+// A request without events (nothing to store) is answered, not stuck or fatal.
+func TestCommitterStoresNothingForNoEvents(t *testing.T) {
+	testutil.EachDB(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db, 0)
+		if n, err := f.committer.Store(context.Background(), f.ch.ID, nil, time.Now()); err != nil || n != 0 {
+			t.Fatalf("Store(no events) = %d, %v", n, err)
+		}
+		if n := countEvents(t, db); n != 0 {
+			t.Fatalf("%d events stored", n)
+		}
+	})
+}

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/line/line-bot-sdk-go/v8/linebot/webhook"
+
 	"github.com/linestep/linestep/internal/channel"
 	"github.com/linestep/linestep/internal/clock"
 	"github.com/linestep/linestep/internal/ingest"
@@ -118,6 +120,12 @@ func TestWebhookAnswers(t *testing.T) {
 			{"signature of another body", path, good, sign(body(event("X", "message")), secret), 401, 0},
 			{"malformed JSON", path, []byte(`{"events":[`), sign([]byte(`{"events":[`), secret), 400, 0},
 			{"event without an ID", path, body(`{"type":"message"}`), sign(body(`{"type":"message"}`), secret), 400, 0},
+			{"bad escape in a message text", path, body(strings.Replace(event("01J0000000000000000000000C", "message"), "hello", `hel\lo`, 1)),
+				sign(body(strings.Replace(event("01J0000000000000000000000C", "message"), "hello", `hel\lo`, 1)), secret), 400, 0},
+			{"a good event and a bad one", path, body(event("01J0000000000000000000000D", "message"), `{"type":"message","webhookEventId":7}`),
+				sign(body(event("01J0000000000000000000000D", "message"), `{"type":"message","webhookEventId":7}`), secret), 400, 0},
+			{"text after the body", path, append(body(event("01J0000000000000000000000F", "message")), " {}"...),
+				sign(append(body(event("01J0000000000000000000000F", "message")), " {}"...), secret), 400, 0},
 			{"body over the limit", path, bytes.Repeat([]byte("x"), 5000), sign(bytes.Repeat([]byte("x"), 5000), secret), 413, 0},
 			{"unknown channel", "/webhook/chnope", good, sign(good, secret), 404, 0},
 			{"verify call: no events", path, body(), sign(body(), secret), 200, 0},
@@ -336,4 +344,66 @@ func TestProcessingStepsAsideForIngestButNotForever(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// What the handler stores of each event: the header columns, and the event's own bytes as
+// sent (escapes, spacing and all), which the processor decodes later.
+func TestStoredEventColumns(t *testing.T) {
+	testutil.EachDB(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db, 0)
+		ev1 := `{ "type" : "message", "mode":"standby", "timestamp":1763800000123, "webhookEventId":"01COLS1",
+			"source":{"type":"group","groupId":"C0123456789abcdef0123456789abcdef","userId":"U0123456789abcdef0123456789abcdef"},
+			"deliveryContext":{"isRedelivery":true},"replyToken":"rt",
+			"message":{"type":"text","id":"1","quoteToken":"q","text":"\u3053\u3093\u306b\u3061\u306f \"quoted\" \ud83d\ude00"}}`
+		ev2 := `{"type":"hologram","webhookEventId":"01COLS2","timestamp":1763800000456,"unknownField":[1,{"a":null}]}`
+		b := []byte("{\"destination\":\"U1\",\"events\":[\n" + ev1 + " ,\n" + ev2 + "\n]}")
+		if got := f.post(t, f.ch.WebhookPath(), b, sign(b, secret)); got != 200 {
+			t.Fatalf("status %d", got)
+		}
+		type row struct {
+			typ, mode, user string
+			occurred        int64
+			redelivery      bool
+			payload         []byte
+		}
+		want := map[string]row{
+			"01COLS1": {"message", "standby", "U0123456789abcdef0123456789abcdef", 1763800000123, true, []byte(ev1)},
+			"01COLS2": {"hologram", "", "", 1763800000456, false, []byte(ev2)},
+		}
+		rows, err := db.QueryContext(context.Background(), "SELECT event_id, type, mode, line_user_id, occurred_at, redelivery, payload FROM webhook_events")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		seen := 0
+		for rows.Next() {
+			var id string
+			var r row
+			if err := rows.Scan(&id, &r.typ, &r.mode, &r.user, &r.occurred, &r.redelivery, &r.payload); err != nil {
+				t.Fatal(err)
+			}
+			w, ok := want[id]
+			if !ok {
+				t.Fatalf("unexpected event %q", id)
+			}
+			if r.typ != w.typ || r.mode != w.mode || r.user != w.user || r.occurred != w.occurred || r.redelivery != w.redelivery || !bytes.Equal(r.payload, w.payload) {
+				t.Errorf("%s: stored %+v\nwant %+v", id, r, w)
+			}
+			seen++
+		}
+		if err := rows.Err(); err != nil || seen != 2 {
+			t.Fatalf("%d rows, %v", seen, err)
+		}
+		var text string
+		f.processor.Handle("message", func(ctx context.Context, tx *store.Tx, ev ingest.Event) error {
+			text = ev.Decoded.(webhook.MessageEvent).Message.(webhook.TextMessageContent).Text
+			return nil
+		})
+		if n, err := f.processor.ProcessBatch(context.Background()); err != nil || n != 2 {
+			t.Fatalf("ProcessBatch = %d, %v", n, err)
+		}
+		if text != "こんにちは \"quoted\" 😀" {
+			t.Fatalf("processed text %q", text)
+		}
+	})
 }

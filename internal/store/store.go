@@ -167,6 +167,23 @@ func (tx *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *s
 	return tx.tx.QueryRowContext(ctx, tx.db.Rebind(query), args...)
 }
 
+// PrepareWrite prepares query on the writer, for a hot path that runs it in many
+// transactions: the statement is compiled once per connection instead of at each use. Use
+// it in a transaction with Tx.Stmt, and never call PrepareWrite inside a WriteTx (with
+// SQLite the writer is one connection, held by the transaction). Close it when done.
+func (db *DB) PrepareWrite(ctx context.Context, query string) (*sql.Stmt, error) {
+	return db.write.PrepareContext(ctx, db.Rebind(query))
+}
+
+// WriteQueryContext runs one statement that returns rows (an INSERT ... RETURNING) on the
+// writer, outside any transaction: it commits on its own. It is not retried.
+func (db *DB) WriteQueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return db.write.QueryContext(ctx, db.Rebind(query), args...)
+}
+
+// Stmt returns s, prepared with PrepareWrite, for use in this transaction.
+func (tx *Tx) Stmt(ctx context.Context, s *sql.Stmt) *sql.Stmt { return tx.tx.StmtContext(ctx, s) }
+
 // AfterCommit registers f to run after the transaction commits (never if it rolls back).
 func (tx *Tx) AfterCommit(f func()) { tx.afterCommit = append(tx.afterCommit, f) }
 

@@ -1,0 +1,193 @@
+package ingest
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/bits"
+	"sync"
+
+	"github.com/linestep/linestep/internal/store"
+)
+
+// maxChunk bounds the rows of one INSERT statement: 10 columns x 256 rows stays under
+// both engines' limits on bound parameters.
+const maxChunk = 256
+
+// chunkRows is how many of n remaining rows the next INSERT takes. With prepared
+// statements (SQLite) it is a power of two, so that nine statements serve every batch in
+// at most log2(n)+1 executions; otherwise as many as one statement may hold.
+func chunkRows(n int, prepared bool) int {
+	if n >= maxChunk {
+		return maxChunk
+	}
+	if !prepared {
+		return n
+	}
+	return 1 << (bits.Len(uint(n)) - 1)
+}
+
+// errDuplicates makes the fast attempt at a batch roll back: some of its events were
+// already stored (redeliveries), and only the slower INSERT ... RETURNING tells which.
+var errDuplicates = errors.New("ingest: batch holds events already stored")
+
+// inserter runs the INSERTs: a transaction, or autocommit.
+type inserter interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	Stmt(ctx context.Context, s *sql.Stmt) *sql.Stmt
+}
+
+// autocommit runs each statement on the writer outside any transaction: it commits on
+// its own.
+type autocommit struct{ db *store.DB }
+
+func (a autocommit) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return a.db.ExecContext(ctx, query, args...)
+}
+
+func (a autocommit) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return a.db.WriteQueryContext(ctx, query, args...)
+}
+
+func (a autocommit) Stmt(_ context.Context, s *sql.Stmt) *sql.Stmt { return s }
+
+// prepared returns the prepared plain INSERTs, indexed by log2 of their rows, preparing
+// them on first use; nil for PostgreSQL. It must not be called inside a WriteTx.
+func (c *Committer) prepared(ctx context.Context) ([]*sql.Stmt, error) {
+	if c.db.Dialect() != store.SQLite {
+		return nil, nil
+	}
+	c.insertsMu.Lock()
+	defer c.insertsMu.Unlock()
+	if c.inserts != nil {
+		return c.inserts, nil
+	}
+	stmts := make([]*sql.Stmt, 0, bits.Len(maxChunk))
+	for rows := 1; rows <= maxChunk; rows *= 2 {
+		s, err := c.db.PrepareWrite(ctx, insertQuery(rows, false))
+		if err != nil {
+			for _, s := range stmts {
+				s.Close()
+			}
+			return nil, fmt.Errorf("ingest: prepare insert: %w", err)
+		}
+		stmts = append(stmts, s)
+	}
+	c.inserts = stmts
+	return stmts, nil
+}
+
+// insert writes the batch's events in chunks of at most maxChunk rows. With stored nil
+// it uses plain INSERTs (the prepared ones in stmts, if any) and fails with errDuplicates
+// as soon as a chunk stores fewer rows than it holds; otherwise it uses INSERT ...
+// RETURNING and counts the new events of each request in stored and of each type in
+// byType.
+func (c *Committer) insert(ctx context.Context, tx inserter, stmts []*sql.Stmt, batch []*storeRequest, stored []int, byType map[string]int) error {
+	returning := stored != nil
+	if returning {
+		stmts = nil
+	}
+	n := 0
+	for _, req := range batch {
+		n += len(req.events)
+	}
+	if n == 0 {
+		return nil
+	}
+	// The chunks' sizes add up to n, so every row is flushed by the loop below.
+	size := chunkRows(n, stmts != nil)
+	left := n
+	args := make([]any, 0, size*10)
+	var owners []int // the request of each row of the chunk
+	rows := 0
+	flush := func() error {
+		defer func() { args, owners, left, rows = args[:0], owners[:0], left-rows, 0 }()
+		if !returning {
+			var res sql.Result
+			var err error
+			if stmts != nil {
+				res, err = tx.Stmt(ctx, stmts[bits.Len(uint(rows))-1]).ExecContext(ctx, args...)
+			} else {
+				res, err = tx.ExecContext(ctx, insertQuery(rows, false), args...)
+			}
+			if err != nil {
+				return fmt.Errorf("ingest: insert events: %w", err)
+			}
+			if k, err := res.RowsAffected(); err != nil || k != int64(rows) {
+				return errDuplicates
+			}
+			return nil
+		}
+		res, err := tx.QueryContext(ctx, insertQuery(rows, true), args...)
+		if err != nil {
+			return fmt.Errorf("ingest: insert events: %w", err)
+		}
+		// Which request each new row came from, to tell each its own count.
+		owner := make(map[string]int, rows)
+		for r, i := range owners {
+			owner[args[r*10].(string)+"\x00"+args[r*10+1].(string)] = i
+		}
+		for res.Next() {
+			var ch, id, typ string
+			if err := res.Scan(&ch, &id, &typ); err != nil {
+				res.Close()
+				return fmt.Errorf("ingest: insert events: %w", err)
+			}
+			stored[owner[ch+"\x00"+id]]++
+			byType[typ]++
+		}
+		if err := res.Close(); err != nil {
+			return fmt.Errorf("ingest: insert events: %w", err)
+		}
+		if err := res.Err(); err != nil {
+			return fmt.Errorf("ingest: insert events: %w", err)
+		}
+		return nil
+	}
+	for i, req := range batch {
+		received := store.Millis(req.receivedAt)
+		for j := range req.events {
+			ev := &req.events[j]
+			args = append(args, req.channelID, ev.WebhookEventID, ev.Type, ev.Mode, ev.UserID,
+				ev.Timestamp, ev.IsRedelivery, []byte(ev.Raw), received, received)
+			if returning {
+				owners = append(owners, i)
+			}
+			if rows++; rows == size {
+				if err := flush(); err != nil {
+					return err
+				}
+				if left > 0 {
+					size = chunkRows(left, stmts != nil)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// insertQueries caches the INSERT statement text by row count and RETURNING.
+var insertQueries sync.Map // insertKey -> string
+
+type insertKey struct {
+	rows      int
+	returning bool
+}
+
+func insertQuery(rows int, returning bool) string {
+	key := insertKey{rows, returning}
+	if q, ok := insertQueries.Load(key); ok {
+		return q.(string)
+	}
+	q := `INSERT INTO webhook_events (channel_id, event_id, type, mode, line_user_id, occurred_at, redelivery, payload, received_at, next_attempt_at)
+		VALUES ` + store.Placeholders(rows, 10) + `
+		ON CONFLICT (channel_id, event_id) DO NOTHING`
+	if returning {
+		q += `
+		RETURNING channel_id, event_id, type`
+	}
+	insertQueries.Store(key, q)
+	return q
+}
