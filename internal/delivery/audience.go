@@ -61,8 +61,7 @@ func (s *Service) EnqueueAudience(ctx context.Context, tx *store.Tx, a Audience,
 	}
 	if tx.Dialect() != store.Postgres {
 		// SQLite's pages pass over friends that are not LINE users without a word:
-		// counted here once for the whole range, so that the usual case costs nothing
-		// more than a look at each row's user ID.
+		// counted here once for the whole range, through an index that holds only them.
 		n, err := skippedSQLite(ctx, tx, a, after, page.Last, page.End)
 		if err != nil {
 			return AudiencePage{}, fmt.Errorf("delivery: enqueue audience: %w", err)

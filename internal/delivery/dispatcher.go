@@ -297,30 +297,26 @@ func (s *Service) recordSent(ctx context.Context, tx *store.Tx, sent []sendOutco
 	return nil
 }
 
-// record writes a call's outcome to its batch. Success is written to the batch alone:
-// its deliveries stay 'sending' in their own rows and read as sent through it (see
-// StateSQL), so a multicast to 500 costs one row write, not 501. Other outcomes are
-// rare and written to the deliveries too.
+// record writes a failed call's outcome (successes go to recordSent) to its batch and
+// its deliveries. A sent batch's deliveries, by contrast, are never rewritten: they stay
+// 'sending' in their own rows and read as sent through it (see StateSQL), so a
+// multicast to 500 costs one row write, not 501.
 func (s *Service) record(ctx context.Context, tx *store.Tx, b *batch, res line.SendResult, sendErr error, now time.Time) error {
 	nowMs := store.Millis(now)
 	attempts := b.attempts + 1
 	switch {
-	case sendErr == nil, b.method == MethodReply && errors.Is(sendErr, line.ErrReplyOutcomeUnknown):
+	case b.method == MethodReply && errors.Is(sendErr, line.ErrReplyOutcomeUnknown):
 		// A reply has no retry key: when its outcome is unknown, sending it again
 		// could deliver it twice, so it is counted as sent and the doubt recorded.
-		// (Plain successes are recorded together, by recordSent.)
-		note := ""
-		if sendErr != nil {
-			note = "reply outcome unknown; not resent, to avoid a duplicate"
-		}
+		const note = "reply outcome unknown; not resent, to avoid a duplicate"
 		res, err := tx.ExecContext(ctx, `UPDATE batches SET state = 'sent', attempts = ?, request_id = ?, accepted_earlier = ?,
 			last_error = ?, sent_at = ? WHERE id = ? AND state = 'sending'`,
 			attempts, res.RequestID, boolInt(res.AlreadyAccepted), note, nowMs, b.id)
 		if err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 || note == "" {
-			return nil // n == 0: recorded already, by whoever else sent it after our lease ran out
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil // recorded already, by whoever else sent it after our lease ran out
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE deliveries SET last_error = ? WHERE batch_id = ?`, note, b.id)
 		return err
