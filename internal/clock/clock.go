@@ -149,3 +149,14 @@ func Wait(ctx context.Context, clk Clock, d time.Duration, wake <-chan struct{})
 	}
 	return false, ctx.Err()
 }
+
+// Backoff is how long to wait before retry number attempt (1 for the first retry):
+// first, doubled with each attempt, at most limit. Every worker that retries a failed
+// call or event uses it, each with its own bounds.
+func Backoff(attempt int, first, limit time.Duration) time.Duration {
+	d := first
+	for i := 1; i < attempt && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, limit)
+}

@@ -81,3 +81,25 @@ func TestWait(t *testing.T) {
 		t.Fatal("wake not reported")
 	}
 }
+
+func TestBackoff(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		attempt      int
+		first, limit time.Duration
+		want         time.Duration
+	}{
+		{1, time.Second, 5 * time.Minute, time.Second},
+		{2, time.Second, 5 * time.Minute, 2 * time.Second},
+		{9, time.Second, 5 * time.Minute, 256 * time.Second},
+		{10, time.Second, 5 * time.Minute, 5 * time.Minute},
+		{1000, time.Second, 5 * time.Minute, 5 * time.Minute}, // no overflow however many
+		{11, 30 * time.Second, 6 * time.Hour, 6 * time.Hour},
+		{10, 30 * time.Second, 6 * time.Hour, 30 * 512 * time.Second},
+		{10, time.Second, 512 * time.Second, 512 * time.Second},
+	} {
+		if got := clock.Backoff(c.attempt, c.first, c.limit); got != c.want {
+			t.Errorf("clock.Backoff(%d, %v, %v) = %v, want %v", c.attempt, c.first, c.limit, got, c.want)
+		}
+	}
+}

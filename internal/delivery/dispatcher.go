@@ -348,16 +348,11 @@ func (s *Service) record(ctx context.Context, tx *store.Tx, b *batch, res line.S
 	default:
 		// 5xx, 429 after the client's own backoff, or no answer: try again later with
 		// the same key. Whoever claims it then, LINE recognises the call.
-		retryAt := now.Add(backoff(attempts))
+		retryAt := now.Add(clock.Backoff(attempts, time.Second, 5*time.Minute))
 		_, err := tx.ExecContext(ctx, `UPDATE batches SET attempts = ?, lease_until = ?, last_error = ? WHERE id = ? AND state = 'sending'`,
 			attempts, store.Millis(retryAt), sendErr.Error(), b.id)
 		return err
 	}
-}
-
-// backoff grows from 1 s to 5 min.
-func backoff(attempt int) time.Duration {
-	return min(time.Second<<min(attempt-1, 9), 5*time.Minute)
 }
 
 func boolInt(b bool) int {

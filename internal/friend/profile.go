@@ -142,7 +142,7 @@ func (s *Service) fetchOne(ctx context.Context, d dueProfile) error {
 		attempts := d.attempts + 1
 		var next any // NULL: give up after too many failures
 		if attempts < profileMaxAttempts {
-			next = store.Millis(now.Add(profileRetryDelay(attempts)))
+			next = store.Millis(now.Add(clock.Backoff(attempts, 30*time.Second, 6*time.Hour)))
 		}
 		s.logger.Warn("friend: profile fetch failed", "friend", d.id, "channel", d.channelID, "attempt", attempts, "err", err)
 		_, uerr := s.db.ExecContext(ctx, "UPDATE friends SET profile_due_at = ?, profile_attempts = ? WHERE id = ?", next, attempts, d.id)
@@ -150,10 +150,6 @@ func (s *Service) fetchOne(ctx context.Context, d dueProfile) error {
 	}
 }
 
-// profileRetryDelay grows from 30 s to 6 h.
-func profileRetryDelay(attempt int) time.Duration {
-	return min(30*time.Second<<min(attempt-1, 10), 6*time.Hour)
-}
 
 // clean bounds a LINE-supplied string: LINE promises limits, but a stored value should not
 // depend on that promise.

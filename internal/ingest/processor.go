@@ -264,18 +264,13 @@ func (p *Processor) fail(ctx context.Context, tx *store.Tx, ev Event, cause erro
 		}
 		return "failed", nil
 	}
-	next := now.Add(retryDelay(attempts))
+	next := now.Add(clock.Backoff(attempts, time.Second, 512*time.Second)) // about 8.5 min over ten attempts
 	_, err := tx.ExecContext(ctx, `UPDATE webhook_events SET attempts = ?, last_error = ?, next_attempt_at = ? WHERE id = ?`,
 		attempts, msg, store.Millis(next), ev.ID)
 	if err != nil {
 		return "", fmt.Errorf("ingest: schedule event retry: %w", err)
 	}
 	return "retry", nil
-}
-
-// retryDelay grows from 1 s to about 8.5 min over ten attempts.
-func retryDelay(attempt int) time.Duration {
-	return time.Second << min(attempt-1, 9)
 }
 
 // markDone marks events processed and drops their payloads: the raw event holds message

@@ -165,7 +165,7 @@ func (s *Service) record(ctx context.Context, tx *store.Tx, c *claimed, now time
 		// 5xx, 429 after the client's own waiting, or no answer: again later.
 		res, err = tx.ExecContext(ctx, `UPDATE richmenu_links SET attempts = ?, due_at = ?, lease_until = 0, last_error = ?,
 			updated_at = ? WHERE id = ? AND version = ? AND state = ?`,
-			attempts, store.Millis(now.Add(backoff(attempts))), c.err.Error(), nowMs, c.id, c.version, Pending)
+			attempts, store.Millis(now.Add(clock.Backoff(attempts, time.Second, 5*time.Minute))), c.err.Error(), nowMs, c.id, c.version, Pending)
 	}
 	if err != nil {
 		return err
@@ -178,9 +178,4 @@ func (s *Service) record(ctx context.Context, tx *store.Tx, c *claimed, now time
 		tx.AfterCommit(s.Notify) // the newer request, if any, is due
 	}
 	return err
-}
-
-// backoff grows from 1 s to 5 min.
-func backoff(attempt int) time.Duration {
-	return min(time.Second<<min(attempt-1, 9), 5*time.Minute)
 }
