@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/linestep/linestep/internal/line"
@@ -122,8 +121,8 @@ func readMembers(ctx context.Context, tx *store.Tx, batches []*batch) error {
 		for i, b := range chunk {
 			args[i] = b.id
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT batch_id, line_user_id FROM deliveries WHERE batch_id IN (`+
-			strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",")+`) AND state = 'sending' ORDER BY batch_id, id`, args...)
+		rows, err := tx.QueryContext(ctx, `SELECT batch_id, line_user_id FROM deliveries WHERE batch_id IN `+
+			store.Placeholders(1, len(chunk))+` AND state = 'sending' ORDER BY batch_id, id`, args...)
 		if err != nil {
 			return err
 		}
@@ -149,7 +148,7 @@ func (s *Service) takeOver(ctx context.Context, tx *store.Tx, now time.Time, lea
 	args := []any{store.Millis(now)}
 	notMine := ""
 	if len(mine) > 0 {
-		notMine = " AND id NOT IN (" + strings.TrimSuffix(strings.Repeat("?,", len(mine)), ",") + ")"
+		notMine = " AND id NOT IN " + store.Placeholders(1, len(mine))
 		for _, id := range mine {
 			args = append(args, id)
 		}

@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/linestep/linestep/internal/clock"
@@ -475,15 +474,15 @@ func (s *Service) takeFromQueued(ctx context.Context, tx *store.Tx, batchQuery s
 		for _, id := range chunk {
 			args = append(args, id)
 		}
-		in := strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",")
+		in := store.Placeholders(1, len(chunk))
 		res, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = ?, last_error = ? WHERE `+where+` AND state = 'sending'
-			AND batch_id IN (`+in+`)`, args...)
+			AND batch_id IN `+in, args...)
 		if err != nil {
 			return 0, fmt.Errorf("delivery: take from queued batches: %w", err)
 		}
 		n, _ := res.RowsAffected()
 		total += n
-		if _, err := tx.ExecContext(ctx, `UPDATE batches SET state = 'cancelled', last_error = ? WHERE id IN (`+in+`)
+		if _, err := tx.ExecContext(ctx, `UPDATE batches SET state = 'cancelled', last_error = ? WHERE id IN `+in+`
 			AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.batch_id = batches.id AND d.state = 'sending')`,
 			append([]any{reason}, args[2+len(wargs):]...)...); err != nil {
 			return 0, fmt.Errorf("delivery: take from queued batches: %w", err)

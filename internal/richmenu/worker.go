@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -107,8 +106,7 @@ func (s *Service) claim(ctx context.Context) ([]*claimed, error) {
 		for _, c := range out {
 			args = append(args, c.id)
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE richmenu_links SET lease_until = ? WHERE id IN (`+
-			strings.TrimSuffix(strings.Repeat("?,", len(out)), ",")+`)`, args...)
+		_, err = tx.ExecContext(ctx, `UPDATE richmenu_links SET lease_until = ? WHERE id IN `+store.Placeholders(1, len(out)), args...)
 		return err
 	})
 	if err != nil {

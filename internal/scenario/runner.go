@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -358,7 +357,7 @@ func idSets(d store.Dialect, ids []int64) []idSet {
 		for i, id := range chunk {
 			args[i] = id
 		}
-		out = append(out, idSet{in: "IN (" + strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",") + ")", args: args})
+		out = append(out, idSet{in: "IN " + store.Placeholders(1, len(chunk)), args: args})
 	}
 	return out
 }
