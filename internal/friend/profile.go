@@ -150,7 +150,6 @@ func (s *Service) fetchOne(ctx context.Context, d dueProfile) error {
 	}
 }
 
-
 // clean bounds a LINE-supplied string: LINE promises limits, but a stored value should not
 // depend on that promise.
 func clean(s string, max int) string {
