@@ -85,6 +85,11 @@ func TestParseWebhook(t *testing.T) {
 		"no type":        `{"events":[{"webhookEventId":"E"}]}`,
 		"ID with spaces": `{"events":[{"type":"message","webhookEventId":"E 1"}]}`,
 		"secret in body": `{"events":[{"type":"message","webhookEventId":"E","timestamp":"山田 太郎"}]}`,
+		// A name given twice could be read one way here and another by the SDK later.
+		"ID twice":      `{"events":[{"type":"message","webhookEventId":"E1","webhookEventId":"E2"}]}`,
+		"type twice":    `{"events":[{"type":"message","type":"follow","webhookEventId":"E"}]}`,
+		"events twice":  `{"events":[],"events":[{"type":"message","webhookEventId":"E"}]}`,
+		"invalid UTF-8": "{\"events\":[{\"type\":\"message\",\"webhookEventId\":\"E\",\"x\":\"\xff\"}]}",
 	} {
 		_, err := line.ParseWebhook([]byte(body))
 		if !errors.Is(err, line.ErrMalformedWebhook) {
