@@ -247,6 +247,43 @@ func TestPersonalisedBroadcastByPush(t *testing.T) {
 	})
 }
 
+// Personal content is expanded small pages first, so that the first pushes need not wait
+// for a whole page to be rendered: 200, then three times all before, up to the chunk.
+func TestPersonalFirstPagesAreSmall(t *testing.T) {
+	testutil.EachDSN(t, func(t *testing.T, dsn string) {
+		h := servertest.StartWith(t, dsn, func(c *server.Config) {
+			c.Broadcasts = broadcast.Config{Chunk: 2000, PollInterval: time.Hour} // expanded by the test (and its first round)
+		})
+		fs := addFriends(t, h, 1000, func(int) string { return "" })
+		b := create(t, h, broadcast.Broadcast{Template: text("{{display_name}}さん、こんにちは"), ScheduledAt: h.Clk.Now().Add(time.Minute)})
+		h.Clk.Advance(time.Minute)
+		// Whoever expands a page, the server's expander (one round at its start) or the
+		// test, the pages are 200, 600 and the remaining 200.
+		var seen []int
+		for {
+			more, err := h.Srv.Broadcasts.Expand(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := h.Srv.Broadcasts.Get(ctx, h.Ch, b.ID)
+			seen = append(seen, got.Recipients)
+			if got.Recipients != 200 && got.Recipients != 800 && got.Recipients != 1000 || seen[0] == 1000 || !more && got.State != broadcast.Done {
+				t.Fatalf("recipients after each page: %v, state %s", seen, got.State)
+			}
+			if !more {
+				break
+			}
+		}
+		defer tickClock(h)()
+		drain(t, h)
+		for i, f := range fs {
+			if g := got(t, h, f.user); len(g) != 1 || g[0] != fmt.Sprintf("push: 友だち%dさん、こんにちは", i) {
+				t.Fatalf("friend %d received %q", i, g)
+			}
+		}
+	})
+}
+
 // A scheduled broadcast waits for its time; a blocked friend is not among its
 // recipients.
 func TestScheduledBroadcastWaitsForItsTime(t *testing.T) {

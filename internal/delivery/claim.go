@@ -11,10 +11,11 @@ import (
 	"github.com/linestep/linestep/internal/store"
 )
 
-// claim takes, in one transaction, up to limit batches: those whose lease ran out
-// (their sender died or is retrying later; except mine, still in this process's hands),
-// batches queued whole by EnqueueMany, and due pending deliveries, which it groups into
-// new batches.
+// claim takes, in one transaction, batches of at most limit in weight (see weight):
+// those whose lease ran out (their sender died or is retrying later; except mine, still
+// in this process's hands), batches queued whole by EnqueueMany, and due pending
+// deliveries, which it groups into new batches. Old and queued batches are counted as
+// multicasts, the heaviest, before they are read.
 func (s *Service) claim(ctx context.Context, limit int, mine []int64) ([]*batch, error) {
 	now := s.clock.Now()
 	lease := store.Millis(now.Add(s.cfg.Lease))
@@ -25,19 +26,24 @@ func (s *Service) claim(ctx context.Context, limit int, mine []int64) ([]*batch,
 		if tx.Dialect() == store.Postgres {
 			lock = " FOR UPDATE SKIP LOCKED"
 		}
-		old, err := s.takeOver(ctx, tx, now, lease, lock, min(limit, max(s.cfg.ClaimSize/100, 50)), mine)
-		if err != nil {
-			return err
+		used := 0
+		if n := min(limit/multicastWeight, max(s.cfg.ClaimSize/100, 50)); n > 0 {
+			old, err := s.takeOver(ctx, tx, now, lease, lock, n, mine)
+			if err != nil {
+				return err
+			}
+			out = append(out, old...)
+			used += weightOf(old)
 		}
-		out = append(out, old...)
-		if room := limit - len(out); room > 0 {
-			queued, err := s.claimQueued(ctx, tx, lease, lock, room)
+		if n := (limit - used) / multicastWeight; n > 0 {
+			queued, err := s.claimQueued(ctx, tx, lease, lock, n)
 			if err != nil {
 				return err
 			}
 			out = append(out, queued...)
+			used += weightOf(queued)
 		}
-		if room := min(limit, s.cfg.ClaimSize) - len(out); room > 0 {
+		if room := min(limit-used, s.cfg.ClaimSize); room > 0 {
 			fresh, err := s.formBatches(ctx, tx, now, lease, lock, room)
 			if err != nil {
 				return err
@@ -50,6 +56,14 @@ func (s *Service) claim(ctx context.Context, limit int, mine []int64) ([]*batch,
 		return nil, fmt.Errorf("delivery: claim: %w", err)
 	}
 	return out, nil
+}
+
+func weightOf(bs []*batch) int {
+	w := 0
+	for _, b := range bs {
+		w += weight(b.method)
+	}
+	return w
 }
 
 // claimQueued claims batches that EnqueueMany formed: their members are read now, so
@@ -206,9 +220,10 @@ type pendingRow struct {
 	replyUntil sql.NullInt64
 }
 
-// formBatches groups due deliveries: a fresh reply token makes a reply of its own;
-// identical content for several friends of a channel becomes multicasts of up to 500
-// distinct users; the rest are pushes.
+// formBatches groups up to limit due deliveries, into batches of at most limit in
+// weight: a fresh reply token makes a reply of its own; identical content for several
+// friends of a channel becomes multicasts of up to 500 distinct users; the rest are
+// pushes.
 func (s *Service) formBatches(ctx context.Context, tx *store.Tx, now time.Time, lease int64, lock string, limit int) ([]*batch, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT id, channel_id, line_user_id, messages, content_hash, reply_token, reply_expires_at
 		FROM deliveries WHERE state = 'pending' AND due_at <= ? ORDER BY due_at, id LIMIT ?`+lock,
@@ -266,6 +281,15 @@ func (s *Service) formBatches(ctx context.Context, tx *store.Tx, now time.Time, 
 				nb.recipients.To[i], nb.deliveryIDs[i] = p.userID, p.id
 			}
 			fresh = append(fresh, nb)
+		}
+	}
+	// A multicast of a few weighs more than the rows it was read as (see weight): the
+	// rows past the limit stay pending for the next claim.
+	w := 0
+	for i, nb := range fresh {
+		if w += weight(nb.method); w > limit && i > 0 {
+			fresh = fresh[:i]
+			break
 		}
 	}
 	return s.insertBatches(ctx, tx, fresh, now, lease)

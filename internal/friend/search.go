@@ -225,23 +225,10 @@ func (s *Service) ValuesOf(ctx context.Context, q store.Querier, friendIDs []int
 		for i, id := range chunk {
 			args[i] = id
 		}
-		err := eachRow(ctx, q, `SELECT ff.friend_id, fl.key, ff.value FROM friend_fields ff JOIN fields fl ON fl.id = ff.field_id
-			WHERE ff.friend_id IN (`+in+`)`, args, func(rows *sql.Rows) error {
-			var id int64
-			var k, v string
-			if err := rows.Scan(&id, &k, &v); err != nil {
-				return err
-			}
-			if values[id] == nil {
-				values[id] = map[string]string{}
-			}
-			values[id][k] = v
-			return nil
-		})
-		if err != nil {
+		if err := fieldValuesOf(ctx, q, in, args, values); err != nil {
 			return nil, nil, fmt.Errorf("friend: values: %w", err)
 		}
-		err = eachRow(ctx, q, `SELECT ft.friend_id, t.name FROM friend_tags ft JOIN tags t ON t.id = ft.tag_id
+		err := eachRow(ctx, q, `SELECT ft.friend_id, t.name FROM friend_tags ft JOIN tags t ON t.id = ft.tag_id
 			WHERE ft.friend_id IN (`+in+`) ORDER BY t.name`, args, func(rows *sql.Rows) error {
 			var id int64
 			var name string
@@ -256,6 +243,24 @@ func (s *Service) ValuesOf(ctx context.Context, q store.Querier, friendIDs []int
 		}
 	}
 	return values, tags, nil
+}
+
+// fieldValuesOf adds to values the field values (by field key) of the friends whose IDs
+// are args, in is their placeholders.
+func fieldValuesOf(ctx context.Context, q store.Querier, in string, args []any, values map[int64]map[string]string) error {
+	return eachRow(ctx, q, `SELECT ff.friend_id, fl.key, ff.value FROM friend_fields ff JOIN fields fl ON fl.id = ff.field_id
+		WHERE ff.friend_id IN (`+in+`)`, args, func(rows *sql.Rows) error {
+		var id int64
+		var k, v string
+		if err := rows.Scan(&id, &k, &v); err != nil {
+			return err
+		}
+		if values[id] == nil {
+			values[id] = map[string]string{}
+		}
+		values[id][k] = v
+		return nil
+	})
 }
 
 func eachRow(ctx context.Context, q store.Querier, query string, args []any, fn func(*sql.Rows) error) error {

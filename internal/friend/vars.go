@@ -3,8 +3,8 @@ package friend
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/linestep/linestep/internal/message"
 	"github.com/linestep/linestep/internal/store"
@@ -15,24 +15,58 @@ import (
 // template's fallback applies. The values are the friend's own words: message.Render
 // keeps them from changing the message's structure.
 func (s *Service) Vars(ctx context.Context, q store.Querier, friendID int64) (message.MapVars, error) {
-	var name string
-	err := q.QueryRowContext(ctx, "SELECT display_name FROM friends WHERE id = ?", friendID).Scan(&name)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("friend %d: %w", friendID, store.ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("friend: vars: %w", err)
-	}
-	fields, err := s.FieldValues(ctx, q, friendID)
+	all, err := s.VarsOf(ctx, q, []int64{friendID})
 	if err != nil {
 		return nil, err
 	}
-	vars := make(message.MapVars, len(fields)+1)
-	if name != "" {
-		vars["display_name"] = name
-	}
-	for k, v := range fields {
-		vars["field."+k] = v
+	vars, ok := all[friendID]
+	if !ok {
+		return nil, fmt.Errorf("friend %d: %w", friendID, store.ErrNotFound)
 	}
 	return vars, nil
+}
+
+// VarsOf is Vars for many friends at once, two statements per 500 of them: rendering a
+// page of a personalised broadcast one friend at a time was most of its time. Friends
+// that do not exist are absent from the map.
+func (s *Service) VarsOf(ctx context.Context, q store.Querier, ids []int64) (map[int64]message.MapVars, error) {
+	out := make(map[int64]message.MapVars, len(ids))
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), 500)]
+		ids = ids[len(chunk):]
+		in := strings.TrimSuffix(strings.Repeat("?, ", len(chunk)), ", ")
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		err := eachRow(ctx, q, "SELECT id, display_name FROM friends WHERE id IN ("+in+")", args, func(rows *sql.Rows) error {
+			var id int64
+			var name string
+			if err := rows.Scan(&id, &name); err != nil {
+				return err
+			}
+			out[id] = message.MapVars{}
+			if name != "" {
+				out[id]["display_name"] = name
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("friend: vars: %w", err)
+		}
+		values := map[int64]map[string]string{}
+		if err := fieldValuesOf(ctx, q, in, args, values); err != nil {
+			return nil, fmt.Errorf("friend: vars: %w", err)
+		}
+		for id, vals := range values {
+			vars, ok := out[id]
+			if !ok {
+				continue
+			}
+			for k, v := range vals {
+				vars["field."+k] = v
+			}
+		}
+	}
+	return out, nil
 }
