@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/linestep/linestep/internal/clock"
@@ -117,6 +118,11 @@ type Service struct {
 	wake   chan struct{}
 
 	installID string // part of every retry key: two databases never share keys
+
+	// fullMembers is insertMembers' statement for a full chunk on SQLite, compiled once
+	// (Prepare): compiling its 4,000 parameters took longer than running it.
+	prepareMu   sync.Mutex
+	fullMembers *sql.Stmt
 }
 
 // New returns the delivery service.
@@ -337,9 +343,44 @@ type memberRow struct {
 	batchID int64
 }
 
+// Prepare compiles ahead the statements EnqueueMany uses most, for a caller that
+// enqueues many times (the scenario runner); EnqueueMany works without. Like
+// store.DB.PrepareWrite, it must not be called inside a WriteTx.
+func (s *Service) Prepare(ctx context.Context) error {
+	if s.db.Dialect() != store.SQLite {
+		return nil
+	}
+	s.prepareMu.Lock()
+	defer s.prepareMu.Unlock()
+	if s.fullMembers != nil {
+		return nil
+	}
+	st, err := s.db.PrepareWrite(ctx, membersSQLite(line.MaxMulticast))
+	if err != nil {
+		return fmt.Errorf("delivery: prepare: %w", err)
+	}
+	s.fullMembers = st
+	return nil
+}
+
+func (s *Service) preparedMembers() *sql.Stmt {
+	s.prepareMu.Lock()
+	defer s.prepareMu.Unlock()
+	return s.fullMembers
+}
+
+// membersSQLite inserts n batched deliveries; its parameters are due_at and created_at,
+// then 8 per row.
+func membersSQLite(n int) string {
+	return `INSERT INTO deliveries (channel_id, friend_id, line_user_id, source, source_id, source_ref,
+			messages, content_hash, state, batch_id, due_at, created_at)
+			SELECT column1, column2, column3, column4, column5, column6, '', column7, 'sending', column8, ?, ?
+			FROM (VALUES ` + store.Placeholders(n, 8) + `)`
+}
+
 // insertMembers writes batched deliveries. PostgreSQL takes each column as one array
 // (one statement, one round trip, whatever the count); SQLite a multi-row INSERT per
-// 500 rows, one statement form for all full chunks.
+// 500 rows, one statement form for all full chunks (compiled once, after Prepare).
 func (s *Service) insertMembers(ctx context.Context, tx *store.Tx, rows []memberRow, now time.Time) error {
 	if len(rows) == 0 {
 		return nil
@@ -364,18 +405,20 @@ func (s *Service) insertMembers(ctx context.Context, tx *store.Tx, rows []member
 		}
 		return nil
 	}
-	const cols = 8
-	args := make([]any, 0, 2+line.MaxMulticast*cols)
+	full := s.preparedMembers()
+	args := make([]any, 0, 2+line.MaxMulticast*8)
 	for start := 0; start < len(rows); start += line.MaxMulticast {
 		chunk := rows[start:min(start+line.MaxMulticast, len(rows))]
 		args = append(args[:0], nowMs, nowMs) // due_at and created_at, ahead of the rows in the text
 		for _, r := range chunk {
 			args = append(args, r.it.ChannelID, r.it.FriendID, r.it.LineUserID, r.it.Source, r.it.SourceID, r.it.SourceRef, r.hash, r.batchID)
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO deliveries (channel_id, friend_id, line_user_id, source, source_id, source_ref,
-			messages, content_hash, state, batch_id, due_at, created_at)
-			SELECT column1, column2, column3, column4, column5, column6, '', column7, 'sending', column8, ?, ?
-			FROM (VALUES `+store.Placeholders(len(chunk), cols)+`)`, args...)
+		var err error
+		if full != nil && len(chunk) == line.MaxMulticast {
+			_, err = tx.Stmt(ctx, full).ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, membersSQLite(len(chunk)), args...)
+		}
 		if err != nil {
 			return fmt.Errorf("delivery: enqueue: %w", err)
 		}

@@ -12,8 +12,10 @@ type Census struct {
 
 // Censuses returns the census of each scenario of a channel that has friends, by key.
 func (s *Service) Censuses(ctx context.Context, channelID string) (map[string]Census, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT s.key, e.state, COUNT(*) FROM enrollments e JOIN scenarios s ON s.id = e.scenario_id
-		WHERE e.channel_id = ? GROUP BY s.key, e.state`, channelID)
+	// Through the channel's scenarios and the (scenario_id, friend_id) key: an index
+	// holding the state would be rewritten by every run that ends (migration 0017).
+	rows, err := s.db.QueryContext(ctx, `SELECT s.key, e.state, COUNT(*) FROM scenarios s JOIN enrollments e ON e.scenario_id = s.id
+		WHERE s.channel_id = ? GROUP BY s.key, e.state`, channelID)
 	if err != nil {
 		return nil, fmt.Errorf("scenario: census: %w", err)
 	}

@@ -35,19 +35,33 @@ func (s *Service) Run(ctx context.Context) error {
 // of their own, and LINE allows far fewer calls than recipients.
 const gather = 250 * time.Millisecond
 
+// firstBatch bounds the first batch after a wait: one multicast's worth, committed
+// soon, so that the dispatcher starts sending while the rest of a step that many
+// friends reach at once is still being written.
+const firstBatch = 500
+
 func (s *Service) runLoop(ctx context.Context) {
+	limit := min(firstBatch, s.cfg.BatchSize)
+	prepared := false
 	for {
+		if !prepared {
+			// Outside any transaction, as preparing needs the writer; until it works,
+			// the deliveries are written with statements compiled at each use.
+			prepared = s.deliveries.Prepare(ctx) == nil
+		}
 		started := s.clock.Now()
-		n, err := s.RunDue(ctx)
+		n, err := s.runDue(ctx, limit)
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
 			s.logger.Warn("scenario steps failed; retrying", "err", err)
 		}
-		if n == s.cfg.BatchSize && err == nil {
+		if n == limit && err == nil {
+			limit = s.cfg.BatchSize
 			continue // more is due
 		}
+		limit = min(firstBatch, s.cfg.BatchSize)
 		wait := s.cfg.PollInterval
 		if err == nil {
 			wait = s.untilNextDue(ctx, started, wait)
@@ -92,10 +106,25 @@ type due struct {
 // crash leaves a step either wholly done or not begun. Several instances share the work
 // on PostgreSQL (SKIP LOCKED). It returns how many enrolments it advanced.
 func (s *Service) RunDue(ctx context.Context) (int, error) {
+	return s.runDue(ctx, s.cfg.BatchSize)
+}
+
+// runDue runs up to limit due steps in one transaction.
+func (s *Service) runDue(ctx context.Context, limit int) (int, error) {
 	var n int
 	err := s.db.WriteTx(ctx, func(tx *store.Tx) error {
+		if tx.Dialect() == store.Postgres {
+			// The commit need not wait for the disk: nothing it writes leaves the
+			// database before a worker's claim of it commits (the dispatcher's, the
+			// rich menu worker's), and that commit, waiting for the log up to itself,
+			// makes this one durable first. A crash before then loses the batch whole,
+			// and its steps run again.
+			if _, err := tx.ExecContext(ctx, "SET LOCAL synchronous_commit = off"); err != nil {
+				return fmt.Errorf("scenario: run: %w", err)
+			}
+		}
 		now := s.clock.Now()
-		batch, err := s.claim(ctx, tx, now)
+		batch, err := s.claim(ctx, tx, now, limit)
 		if err != nil {
 			return err
 		}
@@ -113,7 +142,7 @@ func (s *Service) RunDue(ctx context.Context) (int, error) {
 	return n, err
 }
 
-func (s *Service) claim(ctx context.Context, tx *store.Tx, now time.Time) ([]due, error) {
+func (s *Service) claim(ctx context.Context, tx *store.Tx, now time.Time, limit int) ([]due, error) {
 	lock := ""
 	if tx.Dialect() == store.Postgres {
 		lock = " FOR UPDATE OF e SKIP LOCKED" // the runs, not their friends
@@ -129,7 +158,7 @@ func (s *Service) claim(ctx context.Context, tx *store.Tx, now time.Time) ([]due
 		AND e.scenario_id NOT IN (SELECT id FROM scenarios WHERE enabled = 0)
 		AND NOT (f.profile_fetched_at IS NULL AND f.profile_due_at IS NOT NULL AND e.anchor_at > ?)
 		ORDER BY e.due_at LIMIT ?`+lock,
-		store.Millis(now), store.Millis(now.Add(-s.cfg.ProfileWait)), s.cfg.BatchSize)
+		store.Millis(now), store.Millis(now.Add(-s.cfg.ProfileWait)), limit)
 	if err != nil {
 		return nil, fmt.Errorf("scenario: claim: %w", err)
 	}
