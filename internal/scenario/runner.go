@@ -113,15 +113,13 @@ func (s *Service) RunDue(ctx context.Context) (int, error) {
 func (s *Service) runDue(ctx context.Context, limit int) (int, error) {
 	var n int
 	err := s.db.WriteTx(ctx, func(tx *store.Tx) error {
-		if tx.Dialect() == store.Postgres {
-			// The commit need not wait for the disk: nothing it writes leaves the
-			// database before a worker's claim of it commits (the dispatcher's, the
-			// rich menu worker's), and that commit, waiting for the log up to itself,
-			// makes this one durable first. A crash before then loses the batch whole,
-			// and its steps run again.
-			if _, err := tx.ExecContext(ctx, "SET LOCAL synchronous_commit = off"); err != nil {
-				return fmt.Errorf("scenario: run: %w", err)
-			}
+		// The commit need not wait for the disk: nothing it writes leaves the database
+		// before a worker's claim of it commits (the dispatcher's, the rich menu
+		// worker's), and that commit, waiting for the log up to itself, makes this one
+		// durable first. A crash before then loses the batch whole, and its steps run
+		// again.
+		if err := tx.CommitWithoutFlush(ctx); err != nil {
+			return fmt.Errorf("scenario: run: %w", err)
 		}
 		now := s.clock.Now()
 		batch, err := s.claim(ctx, tx, now, limit)

@@ -184,6 +184,22 @@ func (db *DB) WriteQueryContext(ctx context.Context, query string, args ...any) 
 // Stmt returns s, prepared with PrepareWrite, for use in this transaction.
 func (tx *Tx) Stmt(ctx context.Context, s *sql.Stmt) *sql.Stmt { return tx.tx.StmtContext(ctx, s) }
 
+// CommitWithoutFlush lets this transaction's commit return before PostgreSQL has flushed
+// it to disk (synchronous_commit off, for this transaction only): a crash may then lose
+// it whole, never in part. Only for work that is done again when lost (a cursor that
+// moves with what it wrote, a lease that runs out), and whose effects leave the database
+// only after some later ordinary commit, which flushes the log past this one first: the
+// dispatcher's claim is that commit for what is sent. SQLite commits as usual.
+func (tx *Tx) CommitWithoutFlush(ctx context.Context) error {
+	if tx.db.dialect != Postgres {
+		return nil
+	}
+	if _, err := tx.tx.ExecContext(ctx, "SET LOCAL synchronous_commit = off"); err != nil {
+		return fmt.Errorf("store: synchronous_commit: %w", err)
+	}
+	return nil
+}
+
 // AfterCommit registers f to run after the transaction commits (never if it rolls back).
 func (tx *Tx) AfterCommit(f func()) { tx.afterCommit = append(tx.afterCommit, f) }
 
