@@ -177,14 +177,36 @@ func (s *Service) Get(ctx context.Context, id string) (Channel, error) {
 	return ch, nil
 }
 
-// Remove deletes a channel and, by cascade, everything recorded for it.
+// Remove deletes a channel and everything recorded for it: its friends and what hangs
+// on them by cascade, and their deliveries, which on PostgreSQL hold no reference to the
+// friend (migration 0018). The channel row is locked first: whoever writes deliveries
+// holds a share lock on it until they commit, so once the lock is ours no delivery for
+// the channel is being written, and none can be afterwards.
 func (s *Service) Remove(ctx context.Context, id string) error {
-	res, err := s.db.ExecContext(ctx, "DELETE FROM channels WHERE id = ?", id)
+	err := s.db.WriteTx(ctx, func(tx *store.Tx) error {
+		lock := ""
+		if tx.Dialect() == store.Postgres {
+			lock = " FOR UPDATE"
+		}
+		var got string
+		err := tx.QueryRowContext(ctx, "SELECT id FROM channels WHERE id = ?"+lock, id).Scan(&got)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("channel %s: %w", id, store.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, "DELETE FROM deliveries WHERE friend_id IN (SELECT id FROM friends WHERE channel_id = ?)", id); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, "DELETE FROM channels WHERE id = ?", id)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("channel: remove: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("channel %s: %w", id, store.ErrNotFound)
 	}
 	s.mu.Lock()
 	delete(s.cache, id)

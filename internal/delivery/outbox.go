@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -186,6 +187,9 @@ func (s *Service) Enqueue(ctx context.Context, tx *store.Tx, it Item) (int64, er
 	if err != nil {
 		return 0, fmt.Errorf("%w: messages: %v", ErrInvalidItem, err)
 	}
+	if err := lockChannels(ctx, tx, []string{it.ChannelID}); err != nil {
+		return 0, err
+	}
 	now := s.clock.Now()
 	due := it.DueAt
 	if due.IsZero() {
@@ -204,6 +208,35 @@ func (s *Service) Enqueue(ctx context.Context, tx *store.Tx, it Item) (int64, er
 		tx.AfterCommit(s.Notify)
 	}
 	return id, nil
+}
+
+// lockChannels holds a share lock on the channels' rows until the transaction ends
+// (PostgreSQL): deliveries hold no reference to their friend there (migration 0018),
+// and channel.Remove takes the row for update before it deletes the channel's
+// deliveries, so none written under this lock can outlive its channel. A channel
+// already gone is ErrNotFound. (A batch's own reference to its channel takes the same
+// lock, which is why a broadcast's pages need no other.)
+func lockChannels(ctx context.Context, tx *store.Tx, ids []string) error {
+	if tx.Dialect() != store.Postgres || len(ids) == 0 {
+		return nil
+	}
+	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
+	rows, err := tx.QueryContext(ctx, "SELECT id FROM channels WHERE id = ANY(?) FOR KEY SHARE", ids)
+	if err != nil {
+		return fmt.Errorf("delivery: lock channel: %w", err)
+	}
+	defer rows.Close()
+	found := 0
+	for rows.Next() {
+		found++
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("delivery: lock channel: %w", err)
+	}
+	if found != len(ids) {
+		return fmt.Errorf("delivery: channel: %w", store.ErrNotFound)
+	}
+	return nil
 }
 
 // EnqueueMany writes many deliveries inside the caller's transaction: how a broadcast or
@@ -430,6 +463,13 @@ func (s *Service) insertMembers(ctx context.Context, tx *store.Tx, rows []member
 func (s *Service) insertLoose(ctx context.Context, tx *store.Tx, rows []looseRow, now time.Time) error {
 	if len(rows) == 0 {
 		return nil
+	}
+	channels := make([]string, len(rows))
+	for i, r := range rows {
+		channels[i] = r.it.ChannelID
+	}
+	if err := lockChannels(ctx, tx, channels); err != nil {
+		return err
 	}
 	nowMs := store.Millis(now)
 	const cols = 12
