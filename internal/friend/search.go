@@ -217,19 +217,12 @@ func (s *Service) Lookup(ctx context.Context, q store.Querier, channelID string,
 // once, for a list or an export page.
 func (s *Service) ValuesOf(ctx context.Context, q store.Querier, friendIDs []int64) (values map[int64]map[string]string, tags map[int64][]string, err error) {
 	values, tags = map[int64]map[string]string{}, map[int64][]string{}
-	for len(friendIDs) > 0 {
-		chunk := friendIDs[:min(len(friendIDs), 500)]
-		friendIDs = friendIDs[len(chunk):]
-		in := strings.TrimSuffix(strings.Repeat("?, ", len(chunk)), ", ")
-		args := make([]any, len(chunk))
-		for i, id := range chunk {
-			args[i] = id
-		}
+	err = inChunks(friendIDs, func(in string, args []any) error {
 		if err := fieldValuesOf(ctx, q, in, args, values); err != nil {
-			return nil, nil, fmt.Errorf("friend: values: %w", err)
+			return fmt.Errorf("friend: values: %w", err)
 		}
 		err := eachRow(ctx, q, `SELECT ft.friend_id, t.name FROM friend_tags ft JOIN tags t ON t.id = ft.tag_id
-			WHERE ft.friend_id IN (`+in+`) ORDER BY t.name`, args, func(rows *sql.Rows) error {
+			WHERE ft.friend_id IN `+in+` ORDER BY t.name`, args, func(rows *sql.Rows) error {
 			var id int64
 			var name string
 			if err := rows.Scan(&id, &name); err != nil {
@@ -239,17 +232,38 @@ func (s *Service) ValuesOf(ctx context.Context, q store.Querier, friendIDs []int
 			return nil
 		})
 		if err != nil {
-			return nil, nil, fmt.Errorf("friend: tags of friends: %w", err)
+			return fmt.Errorf("friend: tags of friends: %w", err)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
 	}
 	return values, tags, nil
 }
 
+// inChunks calls fn for the friend IDs 500 at a time (well under both databases'
+// bound-parameter limits), with their placeholders "(?, ...)" and the IDs as arguments.
+func inChunks(ids []int64, fn func(in string, args []any) error) error {
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), 500)]
+		ids = ids[len(chunk):]
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		if err := fn(store.Placeholders(1, len(chunk)), args); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // fieldValuesOf adds to values the field values (by field key) of the friends whose IDs
-// are args, in is their placeholders.
+// are args, in is their placeholders (see inChunks).
 func fieldValuesOf(ctx context.Context, q store.Querier, in string, args []any, values map[int64]map[string]string) error {
 	return eachRow(ctx, q, `SELECT ff.friend_id, fl.key, ff.value FROM friend_fields ff JOIN fields fl ON fl.id = ff.field_id
-		WHERE ff.friend_id IN (`+in+`)`, args, func(rows *sql.Rows) error {
+		WHERE ff.friend_id IN `+in, args, func(rows *sql.Rows) error {
 		var id int64
 		var k, v string
 		if err := rows.Scan(&id, &k, &v); err != nil {

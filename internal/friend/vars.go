@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strings"
 
 	"github.com/linestep/linestep/internal/message"
 	"github.com/linestep/linestep/internal/store"
@@ -31,15 +30,8 @@ func (s *Service) Vars(ctx context.Context, q store.Querier, friendID int64) (me
 // that do not exist are absent from the map.
 func (s *Service) VarsOf(ctx context.Context, q store.Querier, ids []int64) (map[int64]message.MapVars, error) {
 	out := make(map[int64]message.MapVars, len(ids))
-	for len(ids) > 0 {
-		chunk := ids[:min(len(ids), 500)]
-		ids = ids[len(chunk):]
-		in := strings.TrimSuffix(strings.Repeat("?, ", len(chunk)), ", ")
-		args := make([]any, len(chunk))
-		for i, id := range chunk {
-			args[i] = id
-		}
-		err := eachRow(ctx, q, "SELECT id, display_name FROM friends WHERE id IN ("+in+")", args, func(rows *sql.Rows) error {
+	err := inChunks(ids, func(in string, args []any) error {
+		err := eachRow(ctx, q, "SELECT id, display_name FROM friends WHERE id IN "+in, args, func(rows *sql.Rows) error {
 			var id int64
 			var name string
 			if err := rows.Scan(&id, &name); err != nil {
@@ -52,21 +44,23 @@ func (s *Service) VarsOf(ctx context.Context, q store.Querier, ids []int64) (map
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("friend: vars: %w", err)
+			return err
 		}
 		values := map[int64]map[string]string{}
 		if err := fieldValuesOf(ctx, q, in, args, values); err != nil {
-			return nil, fmt.Errorf("friend: vars: %w", err)
+			return err
 		}
 		for id, vals := range values {
-			vars, ok := out[id]
-			if !ok {
-				continue
-			}
-			for k, v := range vals {
-				vars["field."+k] = v
+			if vars, ok := out[id]; ok {
+				for k, v := range vals {
+					vars["field."+k] = v
+				}
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("friend: vars: %w", err)
 	}
 	return out, nil
 }

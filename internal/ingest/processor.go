@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -283,8 +282,8 @@ func markDone(ctx context.Context, tx *store.Tx, ids []int64, now time.Time) err
 		for _, id := range chunk {
 			args = append(args, id)
 		}
-		q := "UPDATE webhook_events SET state = 'done', payload = NULL, processed_at = ? WHERE id IN (" +
-			strings.TrimSuffix(strings.Repeat("?, ", len(chunk)), ", ") + ")"
+		q := "UPDATE webhook_events SET state = 'done', payload = NULL, processed_at = ? WHERE id IN " +
+			store.Placeholders(1, len(chunk))
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return fmt.Errorf("ingest: mark events done: %w", err)
 		}
