@@ -197,8 +197,22 @@ func TestBrowserLiveCountAndTimeline(t *testing.T) {
 		chromedp.Navigate(base+"/broadcasts/new"),
 		chromedp.Click(`input[name=tag][value=vip]`),
 		chromedp.Click(`button[name=step][value=count]`),
-		chromedp.WaitVisible(`#bc-count`),
 	))
+	// The form posts to /broadcasts: wait for that page, not the one the click left
+	// (whose count the live script may still be changing, or which may be torn down
+	// while it is read). Reading the page fails while it navigates: try again.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ready, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`location.pathname.endsWith("/broadcasts") && document.readyState === "complete"`))
+		if err == nil && ready {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the count's page did not load: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	run(t, bctx, chromedp.WaitVisible(`#bc-count`))
 	if got := count(); got != "2人" {
 		t.Errorf("the count without script: %q, want 2人", got)
 	}
