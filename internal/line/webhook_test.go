@@ -6,9 +6,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/line/line-bot-sdk-go/v8/linebot/webhook"
 
 	"github.com/linestep/linestep/internal/line"
@@ -130,4 +134,107 @@ func BenchmarkParseWebhook(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// referenceEnvelope and referenceEvent decode a webhook into structs with
+// encoding/json/v2, the plain way ParseWebhook's token walk must agree with.
+type referenceEnvelope struct {
+	Destination string            `json:"destination"`
+	Events      *[]jsontext.Value `json:"events"`
+}
+
+type referenceEvent struct {
+	Type           string `json:"type"`
+	Mode           string `json:"mode"`
+	Timestamp      int64  `json:"timestamp"`
+	WebhookEventID string `json:"webhookEventId"`
+	Source         *struct {
+		Type    string `json:"type"`
+		UserID  string `json:"userId"`
+		GroupID string `json:"groupId"`
+		RoomID  string `json:"roomId"`
+	} `json:"source"`
+	DeliveryContext *struct {
+		IsRedelivery bool `json:"isRedelivery"`
+	} `json:"deliveryContext"`
+}
+
+// referenceParse returns the events as struct decoding reads them, or ok false where it
+// refuses the body (or ParseWebhook's own checks on the fields would).
+func referenceParse(body []byte) (events []line.RawEvent, ok bool) {
+	var env referenceEnvelope
+	if jsonv2.Unmarshal(body, &env) != nil || env.Events == nil {
+		return nil, false
+	}
+	for _, raw := range *env.Events {
+		var h referenceEvent
+		if raw.Kind() != '{' || jsonv2.Unmarshal(raw, &h) != nil || h.WebhookEventID == "" || h.Type == "" {
+			return nil, false
+		}
+		ev := line.RawEvent{WebhookEventID: h.WebhookEventID, Type: h.Type, Mode: h.Mode, Timestamp: h.Timestamp, Raw: json.RawMessage(raw)}
+		if h.Source != nil {
+			ev.SourceType, ev.UserID, ev.GroupID, ev.RoomID = h.Source.Type, h.Source.UserID, h.Source.GroupID, h.Source.RoomID
+		}
+		if h.DeliveryContext != nil {
+			ev.IsRedelivery = h.DeliveryContext.IsRedelivery
+		}
+		events = append(events, ev)
+	}
+	return events, true
+}
+
+// FuzzParseWebhookAgreesWithStructs checks the token walk against struct decoding: the
+// same bodies refused, the same fields and the same raw bytes of each event read.
+func FuzzParseWebhookAgreesWithStructs(f *testing.F) {
+	f.Add([]byte(typical))
+	f.Add([]byte(`{"events":[]}`))
+	f.Add([]byte(` {"events" : [ {"type":"x","webhookEventId":"y","source":null,"deliveryContext":{"isRedelivery":true}} , {"webhookEventId":"z","type":"follow","timestamp":12,"mode":null} ] } `))
+	f.Add([]byte(`{"events":[{"type":"x","webhookEventId":"y","timestamp":1e3}]}`))
+	f.Add([]byte(`{"events":[{"type":"x","webhookEventId":"y","source":{"userId":"U1","userId":"U2"}}]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		hook, err := line.ParseWebhook(body)
+		want, ok := referenceParse(body)
+		if !ok {
+			// Struct decoding refused it; the token walk refuses at least that much, and
+			// refuses what fails its own field checks (printable IDs, lengths).
+			if err == nil {
+				t.Fatalf("accepted a body struct decoding refuses: %q", body)
+			}
+			return
+		}
+		if err != nil {
+			for _, ev := range want {
+				if !printable(ev.WebhookEventID, 128) || !printable(ev.Type, 64) || len(ev.Mode) > 32 || len(ev.SourceType) > 32 ||
+					len(ev.UserID) > 128 || len(ev.GroupID) > 128 || len(ev.RoomID) > 128 {
+					return // refused by ParseWebhook's field checks, as intended
+				}
+			}
+			t.Fatalf("refused a body struct decoding reads: %q: %v", body, err)
+		}
+		if len(hook.Events) != len(want) {
+			t.Fatalf("%d events, struct decoding read %d: %q", len(hook.Events), len(want), body)
+		}
+		for i := range want {
+			got, w := hook.Events[i], want[i]
+			if string(got.Raw) != string(w.Raw) {
+				t.Fatalf("event %d raw %q, want %q", i, got.Raw, w.Raw)
+			}
+			got.Raw, w.Raw = nil, nil
+			if !reflect.DeepEqual(got, w) {
+				t.Fatalf("event %d %+v, want %+v", i, got, w)
+			}
+		}
+	})
+}
+
+func printable(s string, max int) bool {
+	if s == "" || len(s) > max || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r <= ' ' || r == 0x7f {
+			return false
+		}
+	}
+	return true
 }
