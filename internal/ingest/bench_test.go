@@ -15,6 +15,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -64,27 +65,15 @@ var bareRates struct {
 //
 // The clients run on the same CPUs as the server, so every figure includes their cost;
 // compare the durable rates with the bare one of the same run ("of-bare").
+// BenchmarkIngestPaired measures that ratio with less drift.
 func BenchmarkIngest(b *testing.B) {
 	b.Run("bare", func(b *testing.B) {
-		mux := http.NewServeMux()
-		mux.Handle("POST /webhook/{channelID}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			body, err := ingest.ReadBody(http.MaxBytesReader(w, r.Body, ingest.DefaultMaxBody), r.ContentLength, ingest.DefaultMaxBody)
-			if err != nil {
-				http.Error(w, "could not read body", http.StatusBadRequest)
-				return
-			}
-			if !line.VerifySignature([]byte(benchSecret), body, r.Header.Get("x-line-signature")) {
-				http.Error(w, "invalid signature", http.StatusUnauthorized)
-				return
-			}
-			w.WriteHeader(http.StatusOK)
-		}))
-		srv := httptest.NewServer(mux)
+		srv := newBareServer()
 		defer srv.Close()
-		rate := benchPost(b, srv.URL+"/webhook/chbare")
+		r := benchPost(b, srv.URL+"/webhook/chbare")
 		if b.N > 1 { // not the testing package's first probe with b.N = 1
 			bareRates.Lock()
-			bareRates.sum += rate
+			bareRates.sum += r.rate
 			bareRates.n++
 			bareRates.Unlock()
 		}
@@ -93,30 +82,157 @@ func BenchmarkIngest(b *testing.B) {
 		benchDurable(b, testutil.NewSQLite(b), nil)
 	})
 	b.Run("postgres", func(b *testing.B) {
-		if os.Getenv(testutil.PostgresURLEnv) == "" {
-			b.Skipf("PostgreSQL ingest benchmark skipped: set %s (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable) to run it", testutil.PostgresURLEnv)
-		}
-		// The connections carry a name of their own, so that the CPU time of the server
-		// processes serving them can be found (and reported per event): PostgreSQL shares
-		// the machine's CPUs with the benchmark.
-		u, err := url.Parse(testutil.PostgresURL(b))
-		if err != nil {
-			b.Fatal(err)
-		}
-		app := fmt.Sprintf("ingestbench_%d", time.Now().UnixNano())
-		q := u.Query()
-		q.Set("application_name", app)
-		u.RawQuery = q.Encode()
-		db, err := store.Open(context.Background(), u.String())
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer db.Close()
-		if _, err := db.Migrate(context.Background()); err != nil {
-			b.Fatal(err)
-		}
+		db, app := benchPostgres(b)
 		benchDurable(b, db, func() time.Duration { return backendCPU(b, db, app) })
 	})
+}
+
+// BenchmarkIngestPaired measures durable ingest against the bare handler in alternating
+// rounds of b.N events each: bare, durable, bare, durable, ..., bare. Each durable round's
+// ratio is to the mean of the bare rounds just before and after it, so that the VM's CPUs
+// speeding up or slowing down over a run (the bare rate alone has moved between 29,000
+// and 52,000 events/s within minutes here) moves both sides of a ratio alike. It reports
+// the median ratio over the rounds ("of-bare") with the lowest and highest, the median
+// rates, and latency percentiles over all durable requests. Run as
+//
+//	go test ./internal/ingest -run '^$' -bench BenchmarkIngestPaired -benchtime 10000x
+//
+// with LINESTEP_BENCH_PAIRS rounds of each (default 9).
+func BenchmarkIngestPaired(b *testing.B) {
+	b.Run("sqlite", func(b *testing.B) {
+		benchPaired(b, testutil.NewSQLite(b), nil)
+	})
+	b.Run("postgres", func(b *testing.B) {
+		db, app := benchPostgres(b)
+		benchPaired(b, db, func() time.Duration { return backendCPU(b, db, app) })
+	})
+}
+
+func benchPaired(b *testing.B, db *store.DB, serverCPU func() time.Duration) {
+	if b.N == 1 {
+		return // the testing package's first probe; -benchtime gives the events per round
+	}
+	pairs := 9
+	if v := os.Getenv("LINESTEP_BENCH_PAIRS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("LINESTEP_BENCH_PAIRS=%q: want a positive number", v)
+		}
+		pairs = n
+	}
+	bare := newBareServer()
+	defer bare.Close()
+	d := newDurableServer(b, db)
+	defer d.close()
+	bareURL := bare.URL + "/webhook/chbare"
+
+	b.ResetTimer()
+	bares := []roundStats{postRound(b, bareURL)}
+	var durables []roundStats
+	var ratios []float64
+	var serverTime time.Duration
+	for range pairs {
+		var s0 time.Duration
+		if serverCPU != nil {
+			s0 = serverCPU()
+		}
+		dr := postRound(b, d.url)
+		if serverCPU != nil {
+			serverTime += serverCPU() - s0
+		}
+		br := postRound(b, bareURL)
+		ratios = append(ratios, dr.rate/((bares[len(bares)-1].rate+br.rate)/2))
+		durables = append(durables, dr)
+		bares = append(bares, br)
+	}
+	b.StopTimer()
+	d.check(b, pairs*b.N)
+
+	slices.Sort(ratios)
+	b.ReportMetric(median(ratios), "of-bare")
+	b.ReportMetric(ratios[0], "of-bare-min")
+	b.ReportMetric(ratios[len(ratios)-1], "of-bare-max")
+	b.ReportMetric(median(rates(durables)), "events/s")
+	b.ReportMetric(median(rates(bares)), "bare-events/s")
+	var lat []time.Duration
+	var cpu, elapsed time.Duration
+	for _, r := range durables {
+		lat = append(lat, r.lat...)
+		cpu += r.cpu
+		elapsed += r.elapsed
+	}
+	slices.Sort(lat)
+	b.ReportMetric(percentile(lat, 0.50), "p50-ms")
+	b.ReportMetric(percentile(lat, 0.99), "p99-ms")
+	b.ReportMetric(percentile(lat, 1), "max-ms")
+	if cpu > 0 {
+		b.ReportMetric(float64(cpu.Microseconds())/float64(pairs*b.N), "cpu-µs/event")
+		b.ReportMetric(cpu.Seconds()/elapsed.Seconds()/float64(runtime.NumCPU()), "cpu-busy")
+	}
+	if serverTime > 0 {
+		b.ReportMetric(float64(serverTime.Microseconds())/float64(pairs*b.N), "db-cpu-µs/event")
+	}
+	d.reportCommits(b)
+}
+
+func rates(rs []roundStats) []float64 {
+	out := make([]float64, len(rs))
+	for i, r := range rs {
+		out[i] = r.rate
+	}
+	slices.Sort(out)
+	return out
+}
+
+func median(sorted []float64) float64 {
+	n := len(sorted)
+	if n%2 == 1 {
+		return sorted[n/2]
+	}
+	return (sorted[n/2-1] + sorted[n/2]) / 2
+}
+
+func newBareServer() *httptest.Server {
+	mux := http.NewServeMux()
+	mux.Handle("POST /webhook/{channelID}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := ingest.ReadBody(http.MaxBytesReader(w, r.Body, ingest.DefaultMaxBody), r.ContentLength, ingest.DefaultMaxBody)
+		if err != nil {
+			http.Error(w, "could not read body", http.StatusBadRequest)
+			return
+		}
+		if !line.VerifySignature([]byte(benchSecret), body, r.Header.Get("x-line-signature")) {
+			http.Error(w, "invalid signature", http.StatusUnauthorized)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	return httptest.NewServer(mux)
+}
+
+// benchPostgres opens the test PostgreSQL database (or skips) with connections named
+// app, so that the CPU time of the server processes serving them can be found (and
+// reported per event): PostgreSQL shares the machine's CPUs with the benchmark.
+func benchPostgres(b *testing.B) (*store.DB, string) {
+	if os.Getenv(testutil.PostgresURLEnv) == "" {
+		b.Skipf("PostgreSQL ingest benchmark skipped: set %s (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable) to run it", testutil.PostgresURLEnv)
+	}
+	u, err := url.Parse(testutil.PostgresURL(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	app := fmt.Sprintf("ingestbench_%d", time.Now().UnixNano())
+	q := u.Query()
+	q.Set("application_name", app)
+	u.RawQuery = q.Encode()
+	db, err := store.Open(context.Background(), u.String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	if _, err := db.Migrate(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	return db, app
 }
 
 // backendCPU sums the CPU time of the PostgreSQL server processes serving the
@@ -141,10 +257,17 @@ func backendCPU(b *testing.B, db *store.DB, app string) time.Duration {
 	return sum
 }
 
-// benchDurable measures the real handler and committer on db, then checks that every
-// acknowledged event was stored. serverCPU, if set, tells the CPU time a database server
-// has used so far.
-func benchDurable(b *testing.B, db *store.DB, serverCPU func() time.Duration) {
+// durableServer is the real handler and committer on a database, behind a loopback
+// HTTP server.
+type durableServer struct {
+	url     string
+	db      *store.DB
+	channel string
+	metrics *metrics.Metrics
+	close   func()
+}
+
+func newDurableServer(b *testing.B, db *store.DB) *durableServer {
 	ctx, cancel := context.WithCancel(context.Background())
 	key, err := keyring.ParseKey(keyring.GenerateKey())
 	if err != nil {
@@ -167,45 +290,97 @@ func benchDurable(b *testing.B, db *store.DB, serverCPU func() time.Duration) {
 	mux := http.NewServeMux()
 	mux.Handle("POST /webhook/{channelID}", &ingest.Handler{Channels: channels, Committer: com, Metrics: m, Clock: clock.Real, Logger: logger})
 	srv := httptest.NewServer(mux)
-	defer func() { srv.Close(); cancel(); <-done }()
-
-	var server0 time.Duration
-	if serverCPU != nil {
-		server0 = serverCPU()
+	return &durableServer{
+		url: srv.URL + ch.WebhookPath(), db: db, channel: ch.ID, metrics: m,
+		close: func() { srv.Close(); cancel(); <-done },
 	}
-	rate := benchPost(b, srv.URL+ch.WebhookPath())
-	if serverCPU != nil {
-		if d := serverCPU() - server0; d > 0 {
-			b.ReportMetric(float64(d.Microseconds())/float64(b.N), "db-cpu-µs/event")
-		}
-	}
+}
 
+// check fails the benchmark unless every acknowledged event is in webhook_events.
+func (d *durableServer) check(b *testing.B, want int) {
 	var stored int
-	if err := db.QueryRowContext(context.Background(), "SELECT COUNT(*) FROM webhook_events WHERE channel_id = ?", ch.ID).Scan(&stored); err != nil {
+	if err := d.db.QueryRowContext(context.Background(), "SELECT COUNT(*) FROM webhook_events WHERE channel_id = ?", d.channel).Scan(&stored); err != nil {
 		b.Fatal(err)
 	}
-	if stored != b.N {
-		b.Fatalf("%d events stored, want %d: a 200 went out for an event that is not in webhook_events", stored, b.N)
+	if stored != want {
+		b.Fatalf("%d events stored, want %d: a 200 went out for an event that is not in webhook_events", stored, want)
 	}
-	bareRates.Lock()
-	if bareRates.n > 0 {
-		b.ReportMetric(rate/(bareRates.sum/float64(bareRates.n)), "of-bare")
-	}
-	bareRates.Unlock()
-	if commits, events := histStats(b, m, "linestep_ingest_commit_batch_events"); commits > 0 {
+}
+
+func (d *durableServer) reportCommits(b *testing.B) {
+	if commits, events := histStats(b, d.metrics, "linestep_ingest_commit_batch_events"); commits > 0 {
 		b.ReportMetric(events/commits, "events/commit")
 	}
 	// The handler's own mean time (lookup, read, verify, parse, wait for the commit); the
 	// rest of the latency is HTTP on both sides and waiting for a CPU.
-	if c, sum := histStats(b, m, "linestep_webhook_duration_seconds"); c > 0 {
+	if c, sum := histStats(b, d.metrics, "linestep_webhook_duration_seconds"); c > 0 {
 		b.ReportMetric(sum/c*1000, "handler-ms")
 	}
 }
 
-// benchPost posts b.N signed webhooks to url from benchSenders concurrent clients, fails
-// the benchmark unless every one was answered 200, reports the rate and latency
-// percentiles and returns the rate in events/s.
-func benchPost(b *testing.B, url string) float64 {
+// benchDurable measures the real handler and committer on db, then checks that every
+// acknowledged event was stored. serverCPU, if set, tells the CPU time a database server
+// has used so far.
+func benchDurable(b *testing.B, db *store.DB, serverCPU func() time.Duration) {
+	d := newDurableServer(b, db)
+	defer d.close()
+	var server0 time.Duration
+	if serverCPU != nil {
+		server0 = serverCPU()
+	}
+	r := benchPost(b, d.url)
+	if serverCPU != nil {
+		if t := serverCPU() - server0; t > 0 {
+			b.ReportMetric(float64(t.Microseconds())/float64(b.N), "db-cpu-µs/event")
+		}
+	}
+	d.check(b, b.N)
+	bareRates.Lock()
+	if bareRates.n > 0 {
+		b.ReportMetric(r.rate/(bareRates.sum/float64(bareRates.n)), "of-bare")
+	}
+	bareRates.Unlock()
+	d.reportCommits(b)
+}
+
+// roundStats is one round of posting: its rate, each request's latency, and the CPU time
+// this process spent.
+type roundStats struct {
+	rate    float64
+	lat     []time.Duration // sorted
+	cpu     time.Duration
+	elapsed time.Duration
+}
+
+// benchPost posts b.N signed webhooks to url in one timed round and reports it.
+func benchPost(b *testing.B, url string) roundStats {
+	b.SetBytes(int64(len(benchBody(0, 0))))
+	b.ResetTimer()
+	r := postRound(b, url)
+	b.StopTimer()
+	b.ReportMetric(r.rate, "events/s")
+	b.ReportMetric(percentile(r.lat, 0.50), "p50-ms")
+	b.ReportMetric(percentile(r.lat, 0.99), "p99-ms")
+	b.ReportMetric(percentile(r.lat, 1), "max-ms")
+	// CPU time of this process (clients and server, not a PostgreSQL server) per event,
+	// and how busy it kept the machine's cores: to tell a rate limited by CPU from one
+	// limited by waiting.
+	if r.cpu > 0 {
+		b.ReportMetric(float64(r.cpu.Microseconds())/float64(b.N), "cpu-µs/event")
+		b.ReportMetric(r.cpu.Seconds()/r.elapsed.Seconds()/float64(runtime.NumCPU()), "cpu-busy")
+	}
+	return r
+}
+
+// percentile is the p-th (0..1) of sorted latencies, in milliseconds.
+func percentile(sorted []time.Duration, p float64) float64 {
+	return float64(sorted[int(p*float64(len(sorted)-1))].Nanoseconds()) / 1e6
+}
+
+// postRound posts b.N signed webhooks (event IDs unique to the round) to url from
+// benchSenders concurrent clients on fresh connections, warmed up first, and fails the
+// benchmark unless every one was answered 200.
+func postRound(b *testing.B, url string) roundStats {
 	run := benchRun.Add(1)
 	bodies := make([][]byte, b.N)
 	sigs := make([]string, b.N)
@@ -217,8 +392,8 @@ func benchPost(b *testing.B, url string) float64 {
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 
-	// Warm up outside the timer: the connections, and the channel lookup (an empty
-	// events array is LINE's verify call: 200, nothing stored).
+	// Warm up: the connections, and the channel lookup (an empty events array is LINE's
+	// verify call: 200, nothing stored).
 	var warm sync.WaitGroup
 	for range benchSenders {
 		warm.Go(func() {
@@ -237,8 +412,6 @@ func benchPost(b *testing.B, url string) float64 {
 	var next, failed atomic.Int64
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
-	b.SetBytes(int64(len(bodies[0])))
-	b.ResetTimer()
 	cpu0 := cpuTime()
 	began := time.Now()
 	for range benchSenders {
@@ -261,27 +434,11 @@ func benchPost(b *testing.B, url string) float64 {
 	wg.Wait()
 	elapsed := time.Since(began)
 	cpu := cpuTime() - cpu0
-	b.StopTimer()
 	if n := failed.Load(); n > 0 {
 		b.Fatalf("%d of %d requests failed; first: %v", n, b.N, firstErr.Load())
 	}
 	slices.Sort(lat)
-	pct := func(p float64) float64 {
-		return float64(lat[int(p*float64(len(lat)-1))].Nanoseconds()) / 1e6
-	}
-	rate := float64(b.N) / elapsed.Seconds()
-	b.ReportMetric(rate, "events/s")
-	b.ReportMetric(pct(0.50), "p50-ms")
-	b.ReportMetric(pct(0.99), "p99-ms")
-	b.ReportMetric(pct(1), "max-ms")
-	// CPU time of this process (clients and server, not a PostgreSQL server) per event,
-	// and how busy it kept the machine's cores: to tell a rate limited by CPU from one
-	// limited by waiting.
-	if cpu > 0 {
-		b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/event")
-		b.ReportMetric(cpu.Seconds()/elapsed.Seconds()/float64(runtime.NumCPU()), "cpu-busy")
-	}
-	return rate
+	return roundStats{rate: float64(b.N) / elapsed.Seconds(), lat: lat, cpu: cpu, elapsed: elapsed}
 }
 
 func benchDo(client *http.Client, url string, body []byte, sig string) (int, error) {
