@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -197,35 +198,65 @@ func (c *Committer) commit(ctx context.Context, batch []*storeRequest, n int) {
 	byType := map[string]int{}
 	// The commit itself is not cancelled by shutdown: requests are waiting on it.
 	ctx = context.WithoutCancel(ctx)
-	var err error
-	if c.db.Dialect() == store.Postgres && n <= maxChunk {
-		err = c.storeAlone(ctx, batch, stored, byType)
+	errs := make([]error, len(batch))
+	err := c.store(ctx, batch, n, stored, byType)
+	if err != nil && len(batch) > 1 && !store.IsBusy(err) {
+		// One request can fail a shared transaction for all (its channel was removed by
+		// another instance, which this one's channel cache has not seen yet): store each
+		// request alone, so that only its own webhook is answered 5xx and redelivered.
+		c.logger.Warn("ingest: group commit failed; storing its requests one by one", "requests", len(batch), "events", n, "err", err)
+		clear(byType)
+		for i, req := range batch {
+			// Each call counts afresh (a retry clears its counts): merge them after.
+			types := map[string]int{}
+			if errs[i] = c.store(ctx, batch[i:i+1], len(req.events), stored[i:i+1], types); errs[i] == nil {
+				for typ, k := range types {
+					byType[typ] += k
+				}
+			}
+		}
 	} else {
-		err = c.storeInTx(ctx, batch, stored, byType)
+		for i := range errs {
+			errs[i] = err
+		}
 	}
-	total := 0
+	total, failed := 0, 0
+	var firstErr error
 	for i, req := range batch {
-		if err != nil {
-			req.done <- storeResult{err: err}
+		if errs[i] != nil {
+			failed += len(req.events)
+			firstErr = cmp.Or(firstErr, errs[i])
+			req.done <- storeResult{err: errs[i]}
 			continue
 		}
 		total += stored[i]
 		req.done <- storeResult{stored: stored[i]}
 	}
-	if err != nil {
-		c.logger.Error("ingest: group commit failed", "requests", len(batch), "events", n, "err", err)
+	if failed > 0 {
+		c.logger.Error("ingest: commit failed", "requests", len(batch), "events", failed, "err", firstErr)
+	}
+	if failed > 0 && failed == n {
 		return
 	}
-	c.metrics.CommitBatchEvents.Observe(float64(n))
+	c.metrics.CommitBatchEvents.Observe(float64(n - failed))
 	for typ, k := range byType {
 		c.metrics.EventsStored.WithLabelValues(metricType(typ)).Add(float64(k))
 	}
-	if dup := n - total; dup > 0 {
+	if dup := n - failed - total; dup > 0 {
 		c.metrics.EventsDuplicate.Add(float64(dup))
 	}
 	if total > 0 && c.onCommit != nil {
 		c.onCommit()
 	}
+}
+
+// store writes a batch of n events, counting the new ones of each request in stored and
+// of each type in byType.
+func (c *Committer) store(ctx context.Context, batch []*storeRequest, n int, stored []int, byType map[string]int) error {
+	if c.db.Dialect() == store.Postgres && n <= maxChunk {
+		return c.storeAlone(ctx, batch, stored, byType)
+	}
+	return c.storeInTx(ctx, batch, stored, byType)
 }
 
 // storeInTx stores the batch in one transaction and counts the new events of each request

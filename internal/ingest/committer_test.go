@@ -3,11 +3,14 @@ package ingest_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/linestep/linestep/internal/ingest"
 	"github.com/linestep/linestep/internal/line"
+	"github.com/linestep/linestep/internal/metrics"
 	"github.com/linestep/linestep/internal/store"
 	"github.com/linestep/linestep/internal/testutil"
 )
@@ -129,4 +132,74 @@ func TestCommitterStoresNothingForNoEvents(t *testing.T) {
 			t.Fatalf("%d events stored", n)
 		}
 	})
+}
+
+// A request that fails a shared transaction fails alone: the others in its batch are
+// stored and answered. Here its channel is gone (removed by another instance, say, while
+// this one's channel cache still knew it), so its rows break the channel reference.
+func TestCommitterIsolatesAFailingRequest(t *testing.T) {
+	testutil.EachDB(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db, 0)
+		ctx, cancel := context.WithCancel(context.Background())
+		m := metrics.New()
+		com := ingest.NewCommitter(db, m, slog.New(slog.DiscardHandler), nil)
+		type result struct {
+			n   int
+			err error
+		}
+		results := make([]chan result, 3)
+		channels := []string{f.ch.ID, "ch-removed-meanwhile", f.ch.ID}
+		for i := range results {
+			results[i] = make(chan result, 1)
+			go func() {
+				n, err := com.Store(ctx, channels[i], rawEvents(fmt.Sprintf("ISO%d-1", i), fmt.Sprintf("ISO%d-2", i)), time.Now())
+				results[i] <- result{n, err}
+			}()
+		}
+		// All three wait before the committer starts, so that they share its first batch.
+		for deadline := time.Now().Add(10 * time.Second); com.Queued() < 3; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d requests queued, want 3", com.Queued())
+			}
+		}
+		done := make(chan struct{})
+		go func() { com.Run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+		for i, ch := range results {
+			r := <-ch
+			if i == 1 {
+				if r.err == nil {
+					t.Errorf("request for a removed channel: stored %d, want an error", r.n)
+				}
+				continue
+			}
+			if r.err != nil || r.n != 2 {
+				t.Errorf("request %d: stored %d, %v; want both its events", i, r.n, r.err)
+			}
+		}
+		if n := countEvents(t, db); n != 4 {
+			t.Fatalf("%d events in the table, want the 4 of the good requests", n)
+		}
+		if got := counterSum(t, m, "linestep_events_stored_total"); got != 4 {
+			t.Errorf("events stored metric %v, want 4", got)
+		}
+	})
+}
+
+// counterSum adds up a counter of the ingest's metrics over its labels.
+func counterSum(t *testing.T, m *metrics.Metrics, name string) float64 {
+	t.Helper()
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, c := range mf.GetMetric() {
+				sum += c.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
 }
