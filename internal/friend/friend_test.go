@@ -318,3 +318,43 @@ func TestTagsAndFields(t *testing.T) {
 		}
 	})
 }
+
+// While LINE fails every profile call, the fetcher pauses between rounds instead of going
+// straight on to the next friends due, and picks up again when the pause is over.
+func TestProfileFetcherPausesWhileLineFails(t *testing.T) {
+	testutil.EachDB(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db)
+		const friends = 60 // more than one round's 50
+		var events []string
+		for i := range friends {
+			u := fmt.Sprintf("U%032x", i)
+			f.profiles.failing[u] = true
+			events = append(events, f.ev("follow", u, f.clk.Now(), `,"follow":{"isUnblocked":false}`))
+		}
+		f.deliver(t, events...)
+		calls := func() int {
+			f.profiles.mu.Lock()
+			defer f.profiles.mu.Unlock()
+			return f.profiles.calls
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { f.friends.RunProfileFetcher(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+		waitFor := func(what string, ok func() bool) {
+			t.Helper()
+			for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("waited for %s; %d calls", what, calls())
+				}
+			}
+		}
+		waitFor("the first round to fail and pause", func() bool { return calls() == 50 && f.clk.Sleepers() > 0 })
+		time.Sleep(100 * time.Millisecond)
+		if n := calls(); n != 50 {
+			t.Fatalf("%d calls without the clock moving: the fetcher went on at once after a failed round", n)
+		}
+		f.clk.Advance(5 * time.Second)
+		waitFor("the second round after the pause", func() bool { return calls() == friends })
+	})
+}

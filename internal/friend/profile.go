@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/linestep/linestep/internal/clock"
@@ -24,6 +25,10 @@ const (
 	// instance) while its fetch is in flight; a crash leaves it due again after the lease.
 	profileLease       = 2 * time.Minute
 	profileMaxAttempts = 20
+	// profilePause is the first pause after a round whose every call failed, doubling
+	// up to profileMaxPause while rounds keep failing.
+	profilePause    = 5 * time.Second
+	profileMaxPause = 5 * time.Minute
 )
 
 func (s *Service) wakeProfiles() {
@@ -33,17 +38,33 @@ func (s *Service) wakeProfiles() {
 	}
 }
 
-// RunProfileFetcher fetches owed profiles until ctx is done.
+// RunProfileFetcher fetches owed profiles until ctx is done. When every call of a round
+// failed (LINE is down, or the token was revoked), it pauses before the next round, and
+// longer after each such round, rather than going on at once with the friends due next:
+// each friend waits on its own after a failure, but a thousand owed profiles would
+// otherwise mean a thousand failing calls in a row. Follows arriving meanwhile do not cut
+// the pause short.
 func (s *Service) RunProfileFetcher(ctx context.Context) error {
+	failedRounds := 0
 	for {
-		n, err := s.FetchDueProfiles(ctx)
+		r, err := s.fetchDueProfiles(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
 			s.logger.Error("friend: profile fetch round failed", "err", err)
 		}
-		if n == profileBatch && err == nil {
+		if r.claimed > 0 && r.failed == r.claimed {
+			failedRounds++
+			pause := clock.Backoff(failedRounds, profilePause, profileMaxPause)
+			s.logger.Warn("friend: every profile call of a round failed; pausing", "calls", r.claimed, "pause", pause)
+			if s.clock.Sleep(ctx, pause) != nil {
+				return nil
+			}
+			continue
+		}
+		failedRounds = 0
+		if r.claimed == profileBatch && err == nil {
 			continue
 		}
 		if _, err := clock.Wait(ctx, s.clock, 2*time.Second, s.wake); err != nil {
@@ -62,8 +83,17 @@ type dueProfile struct {
 // FetchDueProfiles claims up to a batch of friends whose profile is owed, fetches them and
 // records the results. It returns how many it claimed.
 func (s *Service) FetchDueProfiles(ctx context.Context) (int, error) {
+	r, err := s.fetchDueProfiles(ctx)
+	return r.claimed, err
+}
+
+// profileRound is what one round of fetching did: friends claimed, and calls that failed
+// (a friend who is not one is not a failure).
+type profileRound struct{ claimed, failed int }
+
+func (s *Service) fetchDueProfiles(ctx context.Context) (profileRound, error) {
 	if s.profiles == nil {
-		return 0, errors.New("friend: no profile source")
+		return profileRound{}, errors.New("friend: no profile source")
 	}
 	now := s.clock.Now()
 	var due []dueProfile
@@ -98,23 +128,29 @@ func (s *Service) FetchDueProfiles(ctx context.Context) (int, error) {
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("friend: claim profiles: %w", err)
+		return profileRound{}, fmt.Errorf("friend: claim profiles: %w", err)
 	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, profileConcurrency)
 	errs := make([]error, len(due))
+	var failed atomic.Int32
 	for i, d := range due {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			errs[i] = s.fetchOne(ctx, d)
+			var callFailed bool
+			if callFailed, errs[i] = s.fetchOne(ctx, d); callFailed {
+				failed.Add(1)
+			}
 		})
 	}
 	wg.Wait()
-	return len(due), errors.Join(errs...)
+	return profileRound{claimed: len(due), failed: int(failed.Load())}, errors.Join(errs...)
 }
 
-func (s *Service) fetchOne(ctx context.Context, d dueProfile) error {
+// fetchOne fetches one friend's profile and records the outcome; callFailed reports that
+// LINE's answer was neither a profile nor "not a friend".
+func (s *Service) fetchOne(ctx context.Context, d dueProfile) (callFailed bool, err error) {
 	p, err := s.profiles.Profile(ctx, d.channelID, d.userID)
 	now := s.clock.Now()
 	nowMs := store.Millis(now)
@@ -128,16 +164,16 @@ func (s *Service) fetchOne(ctx context.Context, d dueProfile) error {
 			WHERE id = ?`,
 			clean(p.DisplayName, 200), clean(p.PictureURL, 2000), clean(p.Language, 35), nowMs, nowMs, d.id)
 		if err != nil {
-			return fmt.Errorf("friend: store profile: %w", err)
+			return false, fmt.Errorf("friend: store profile: %w", err)
 		}
 		for _, f := range s.profileStored {
 			f()
 		}
-		return nil
+		return false, nil
 	case errors.Is(err, line.ErrNotFound):
 		// Not a friend (blocked, or never added the account): nothing to fetch.
 		_, err = s.db.ExecContext(ctx, "UPDATE friends SET profile_due_at = NULL, profile_attempts = 0 WHERE id = ?", d.id)
-		return err
+		return false, err
 	default:
 		attempts := d.attempts + 1
 		var next any // NULL: give up after too many failures
@@ -146,7 +182,7 @@ func (s *Service) fetchOne(ctx context.Context, d dueProfile) error {
 		}
 		s.logger.Warn("friend: profile fetch failed", "friend", d.id, "channel", d.channelID, "attempt", attempts, "err", err)
 		_, uerr := s.db.ExecContext(ctx, "UPDATE friends SET profile_due_at = ?, profile_attempts = ? WHERE id = ?", next, attempts, d.id)
-		return uerr
+		return true, uerr
 	}
 }
 
