@@ -17,14 +17,15 @@ import (
 
 func runChannel(ctx context.Context, env *environment, args []string) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(env.stderr, `Usage: linestep channel add|list|remove [flags]
+		fmt.Fprintln(env.stderr, `Usage: linestep channel add|list|rotate|remove [flags]
 
 Manages the LINE channels (official accounts) linestep serves.
   add     register a channel with its channel secret and access token
   list    list the registered channels and their webhook paths
+  rotate  replace a channel's secret or access token after reissuing it
   remove  remove a channel and everything recorded for it
 
-LINE チャネル(公式アカウント)を登録・一覧・削除します。`)
+LINE チャネル(公式アカウント)を登録・一覧・更新・削除します。`)
 		if len(args) == 0 {
 			return errUsage
 		}
@@ -35,10 +36,12 @@ LINE チャネル(公式アカウント)を登録・一覧・削除します。`
 		return channelAdd(ctx, env, args[1:])
 	case "list":
 		return channelList(ctx, env, args[1:])
+	case "rotate":
+		return channelRotate(ctx, env, args[1:])
 	case "remove":
 		return channelRemove(ctx, env, args[1:])
 	}
-	fmt.Fprintf(env.stderr, "linestep channel: unknown subcommand %q (add, list or remove)\n", args[0])
+	fmt.Fprintf(env.stderr, "linestep channel: unknown subcommand %q (add, list, rotate or remove)\n", args[0])
 	return errUsage
 }
 
@@ -70,15 +73,8 @@ LINE チャネルを登録します。チャネルシークレットとアクセ
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	in := bufio.NewScanner(env.stdin)
-	in.Buffer(make([]byte, 4096), 64*1024)
-	for _, v := range []*string{secret, token} {
-		if *v == "-" {
-			if !in.Scan() {
-				return errors.New("expected a value on standard input")
-			}
-			*v = strings.TrimSpace(in.Text())
-		}
+	if err := readDashes(env, secret, token); err != nil {
+		return err
 	}
 	if *name == "" || *secret == "" || *token == "" {
 		fmt.Fprintln(env.stderr, "--name, --secret and --token are required")
@@ -100,6 +96,65 @@ LINE チャネルを登録します。チャネルシークレットとアクセ
 		})
 	}
 	fmt.Fprintf(env.stdout, "channel %s added (%s)\nwebhook path: %s\n", ch.ID, ch.Name, ch.WebhookPath())
+	return nil
+}
+
+// readDashes replaces each value given as "-" with the next line of standard input, in
+// order: secrets stay out of the command line and the shell's history.
+func readDashes(env *environment, values ...*string) error {
+	in := bufio.NewScanner(env.stdin)
+	in.Buffer(make([]byte, 4096), 64*1024)
+	for _, v := range values {
+		if *v == "-" {
+			if !in.Scan() {
+				return errors.New("expected a value on standard input")
+			}
+			*v = strings.TrimSpace(in.Text())
+		}
+	}
+	return nil
+}
+
+func channelRotate(ctx context.Context, env *environment, args []string) error {
+	fs := newFlagSet(env, "channel rotate", `
+Replaces a channel's channel secret, access token or both, after you reissued them in
+the LINE Developers console (the old ones stop working there at once). The new values
+are sealed with the master key and never shown; a running linestep uses them within
+10 seconds. Pass "-" to read a value from standard input (the secret first).
+
+LINE Developers コンソールで再発行したチャネルシークレットやアクセストークンに
+置き換えます。実行中の linestep には10秒以内に反映されます。`)
+	id := fs.String("id", "", "the channel ID (required)")
+	secret := fs.String("secret", "", "the new channel secret (- reads standard input)")
+	token := fs.String("token", "", "the new channel access token (- reads standard input)")
+	db := dbFlag(fs, env)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := readDashes(env, secret, token); err != nil {
+		return err
+	}
+	if *id == "" || (*secret == "" && *token == "") {
+		fmt.Fprintln(env.stderr, "--id and at least one of --secret and --token are required")
+		fs.Usage()
+		return errUsage
+	}
+	svc, done, err := openChannels(ctx, env, *db)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if err := svc.SetCredentials(ctx, *id, *secret, *token); err != nil {
+		return err
+	}
+	var what []string
+	if *secret != "" {
+		what = append(what, "channel secret")
+	}
+	if *token != "" {
+		what = append(what, "access token")
+	}
+	fmt.Fprintf(env.stdout, "channel %s: new %s stored\n", *id, strings.Join(what, " and "))
 	return nil
 }
 

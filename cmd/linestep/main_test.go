@@ -37,7 +37,7 @@ func TestHelpOnEverySubcommand(t *testing.T) {
 			t.Errorf("%s --help: code %d\n%s", c.name, r.code, r.stderr)
 		}
 	}
-	for _, sub := range []string{"add", "list", "remove"} {
+	for _, sub := range []string{"add", "list", "rotate", "remove"} {
 		if r := runCLI(ctx, nil, "", "channel", sub, "--help"); r.code != 0 || !strings.Contains(r.stderr, "Usage:") {
 			t.Errorf("channel %s --help: %d %s", sub, r.code, r.stderr)
 		}
@@ -86,6 +86,29 @@ func TestChannelAddListRemove(t *testing.T) {
 	}
 	if r := runCLI(ctx, env, "", "channel", "add", "--name", "x"); r.code == 0 {
 		t.Errorf("add without secret succeeded: %+v", r)
+	}
+	// Reissued credentials, read from standard input, replace the old ones unseen.
+	const secret2, token2 = "n3w-5ecret-never-printed", "n3w-t0ken-never-printed"
+	r3 := runCLI(ctx, env, secret2+"\n"+token2+"\n", "channel", "rotate", "--id", added["id"], "--secret", "-", "--token", "-")
+	if r3.code != 0 || !strings.Contains(r3.stdout, "channel secret and access token") {
+		t.Errorf("rotate: %+v", r3)
+	}
+	if r := runCLI(ctx, env, "", "channel", "rotate", "--id", added["id"]); r.code != 2 {
+		t.Errorf("rotate with nothing to rotate: %+v", r)
+	}
+	if r := runCLI(ctx, env, "", "channel", "rotate", "--id", "nosuchchannel", "--token", "t"); r.code == 0 {
+		t.Errorf("rotate of an unknown channel succeeded: %+v", r)
+	}
+	for _, out := range []string{r3.stdout, r3.stderr} {
+		if strings.Contains(out, secret2) || strings.Contains(out, token2) {
+			t.Errorf("a rotated secret was printed: %q", out)
+		}
+	}
+	for _, f := range []string{db, db + "-wal"} {
+		raw, _ := os.ReadFile(f)
+		if bytes.Contains(raw, []byte(secret2)) || bytes.Contains(raw, []byte(token2)) {
+			t.Errorf("a rotated secret is stored in plain text in %s", filepath.Base(f))
+		}
 	}
 	if r := runCLI(ctx, env, "", "channel", "remove", "--id", added["id"]); r.code == 0 {
 		t.Errorf("remove without --yes succeeded")

@@ -214,6 +214,40 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	return nil
 }
 
+// SetCredentials replaces a channel's secret, access token or both (an empty value keeps
+// the one stored): after either is reissued in the LINE Developers console, the old one
+// stops working. Every instance uses the new values within cacheTTL.
+func (s *Service) SetCredentials(ctx context.Context, id, secret, token string) error {
+	if secret == "" && token == "" {
+		return fmt.Errorf("%w: give a new channel secret, access token or both", ErrInvalid)
+	}
+	set, args := []string{}, []any{}
+	for _, c := range []struct{ what, column, seal, value string }{
+		{"channel secret", "secret_enc", "secret", secret},
+		{"access token", "token_enc", "token", token},
+	} {
+		if c.value == "" {
+			continue
+		}
+		if err := checkCredential(c.what, c.value); err != nil {
+			return err
+		}
+		set = append(set, c.column+" = ?")
+		args = append(args, s.keys.Seal([]byte(c.value), sealID(id, c.seal)))
+	}
+	res, err := s.db.ExecContext(ctx, "UPDATE channels SET "+strings.Join(set, ", ")+" WHERE id = ?", append(args, id)...)
+	if err != nil {
+		return fmt.Errorf("channel: set credentials: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("channel %s: %w", id, store.ErrNotFound)
+	}
+	s.mu.Lock()
+	delete(s.cache, id)
+	s.mu.Unlock()
+	return nil
+}
+
 // SetTimeZone changes the zone in which the channel's wall-clock times are read.
 func (s *Service) SetTimeZone(ctx context.Context, id, zone string) error {
 	if _, err := time.LoadLocation(zone); err != nil || zone == "" || zone == "Local" {

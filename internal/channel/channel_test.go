@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,4 +88,74 @@ func TestAddRejectsBadInput(t *testing.T) {
 			t.Errorf("Add(%q, %q, %q) = %v, want ErrInvalid", c.name, c.secret, c.token, err)
 		}
 	}
+}
+
+// Reissued credentials replace the old ones, sealed like them; each can be replaced
+// alone, and another instance (its own service, its own cache) sees them within the
+// cache's lifetime.
+func TestSetCredentials(t *testing.T) {
+	testutil.EachDB(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		key, _ := keyring.ParseKey(keyring.GenerateKey())
+		keys, _ := keyring.New(key)
+		clk := clock.NewFake(time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC))
+		svc := channel.NewService(db, keys, clk)
+		other := channel.NewService(db, keys, clk)
+		ch, err := svc.Add(ctx, "Cafe Mugi", "old-secret", "old-token")
+		if err != nil {
+			t.Fatal(err)
+		}
+		creds := func(s *channel.Service) channel.Credentials {
+			t.Helper()
+			got, err := s.Get(ctx, ch.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return got.Credentials
+		}
+		if c := creds(other); c.AccessToken != "old-token" {
+			t.Fatalf("before: %q", c.AccessToken)
+		}
+		if err := svc.SetCredentials(ctx, ch.ID, "", "new-token"); err != nil {
+			t.Fatal(err)
+		}
+		if c := creds(svc); c.Secret != "old-secret" || c.AccessToken != "new-token" {
+			t.Fatal("a new token alone: the secret changed or the token did not")
+		}
+		if c := creds(other); c.AccessToken != "old-token" {
+			t.Fatal("the other instance's cache was not used") // read within its lifetime
+		}
+		clk.Advance(11 * time.Second)
+		if c := creds(other); c.AccessToken != "new-token" {
+			t.Fatal("the other instance still uses the old token after its cache ran out")
+		}
+		if err := svc.SetCredentials(ctx, ch.ID, "new-secret", ""); err != nil {
+			t.Fatal(err)
+		}
+		if c := creds(svc); c.Secret != "new-secret" || c.AccessToken != "new-token" {
+			t.Fatal("a new secret alone")
+		}
+		var secretEnc, tokenEnc []byte
+		if err := db.QueryRowContext(ctx, "SELECT secret_enc, token_enc FROM channels WHERE id = ?", ch.ID).Scan(&secretEnc, &tokenEnc); err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(secretEnc, []byte("new-secret")) || bytes.Contains(tokenEnc, []byte("new-token")) {
+			t.Fatal("new credentials stored in plaintext")
+		}
+		for name, c := range map[string][2]string{
+			"neither":         {"", ""},
+			"token with text": {"", "new token"},
+			"secret too long": {strings.Repeat("s", 2001), ""},
+		} {
+			if err := svc.SetCredentials(ctx, ch.ID, c[0], c[1]); !errors.Is(err, channel.ErrInvalid) {
+				t.Errorf("%s: %v", name, err)
+			}
+		}
+		if c := creds(svc); c.Secret != "new-secret" || c.AccessToken != "new-token" {
+			t.Fatal("a refused change changed something")
+		}
+		if err := svc.SetCredentials(ctx, "nosuchchannel", "s", "t"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("unknown channel: %v", err)
+		}
+	})
 }

@@ -243,6 +243,27 @@ func (e *Emulator) AddChannel(c Channel) error {
 	return nil
 }
 
+// ReissueAccessToken replaces a channel's access token, as reissuing it in the LINE
+// Developers console does: calls with the old token are refused from now on.
+func (e *Emulator) ReissueAccessToken(channelID, token string) error {
+	if token == "" {
+		return fmt.Errorf("%w channel: access token is required", ErrInvalid)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ch, ok := e.channels[channelID]
+	if !ok {
+		return ErrUnknownChannel
+	}
+	if _, ok := e.byToken[token]; ok {
+		return fmt.Errorf("%w channel: access token already in use", ErrInvalid)
+	}
+	delete(e.byToken, ch.AccessToken)
+	ch.AccessToken = token
+	e.byToken[token] = ch
+	return nil
+}
+
 // SetWebhookURL changes where a channel's webhooks go.
 func (e *Emulator) SetWebhookURL(channelID, url string) error {
 	e.mu.Lock()

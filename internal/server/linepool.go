@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"sync"
 	"time"
@@ -11,10 +12,12 @@ import (
 	"github.com/linestep/linestep/internal/clock"
 	"github.com/linestep/linestep/internal/line"
 	"github.com/linestep/linestep/internal/metrics"
+	"github.com/linestep/linestep/internal/store"
 )
 
 // linePool keeps one LINE API client per channel. Each client holds its channel's rate
-// limiters, so there must be exactly one per channel in the process.
+// limiters, so there must be exactly one per channel in the process. A client follows its
+// channel: a reissued access token makes a new one, a removed channel drops it.
 type linePool struct {
 	channels    *channel.Service
 	apiURL      string
@@ -26,25 +29,38 @@ type linePool struct {
 	maxAttempts int
 
 	mu      sync.Mutex
-	clients map[string]*line.Client
+	clients map[string]pooledClient
 }
 
-// Client returns the API client of a channel.
+type pooledClient struct {
+	client *line.Client
+	token  string // the access token it was made with
+}
+
+// Client returns the API client of a channel. The channel is looked up on every call
+// (the channel service caches it briefly), so that new credentials, set here or on
+// another instance, are used within that cache's lifetime.
 func (p *linePool) Client(ctx context.Context, channelID string) (*line.Client, error) {
-	p.mu.Lock()
-	c, ok := p.clients[channelID]
-	p.mu.Unlock()
-	if ok {
-		return c, nil
-	}
 	ch, err := p.channels.Get(ctx, channelID)
+	if errors.Is(err, store.ErrNotFound) {
+		p.mu.Lock()
+		delete(p.clients, channelID)
+		p.mu.Unlock()
+	}
 	if err != nil {
 		return nil, err
 	}
-	c, err = line.New(line.Config{
+	token := ch.Credentials.AccessToken
+	p.mu.Lock()
+	pc, ok := p.clients[channelID]
+	p.mu.Unlock()
+	if ok && pc.token == token {
+		return pc.client, nil
+	}
+	c, err := line.New(line.Config{
 		APIURL:      p.apiURL,
 		DataAPIURL:  p.dataAPIURL,
-		AccessToken: ch.Credentials.AccessToken,
+		AccessToken: token,
 		ChannelID:   ch.ID,
 		HTTPClient:  p.httpClient,
 		Clock:       p.clock,
@@ -59,14 +75,13 @@ func (p *linePool) Client(ctx context.Context, channelID string) (*line.Client, 
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if existing, ok := p.clients[channelID]; ok {
-		return existing, nil // another goroutine won the race: keep one limiter per channel
+	if existing, ok := p.clients[channelID]; ok && existing.token == token {
+		return existing.client, nil // another goroutine won the race: keep one limiter per channel
 	}
-	p.clients[channelID] = c
+	p.clients[channelID] = pooledClient{client: c, token: token}
 	return c, nil
 }
 
-// Profile implements friend.ProfileSource.
 func (p *linePool) Profile(ctx context.Context, channelID, userID string) (line.Profile, error) {
 	c, err := p.Client(ctx, channelID)
 	if err != nil {

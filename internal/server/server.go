@@ -169,7 +169,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.Lines = &linePool{
 		channels: s.Channels, apiURL: cfg.LineAPIURL, dataAPIURL: cfg.LineDataAPIURL,
 		httpClient: cfg.LineHTTPClient, clock: cfg.Clock, metrics: s.Metrics, limits: cfg.LineLimits, maxAttempts: cfg.LineMaxAttempts,
-		clients: map[string]*line.Client{},
+		clients: map[string]pooledClient{},
 	}
 	s.Processor = ingest.NewProcessor(db, cfg.Clock, s.Metrics, cfg.Logger)
 	s.Committer = ingest.NewCommitter(db, s.Metrics, cfg.Logger, s.Processor.Notify)
