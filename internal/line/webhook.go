@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -181,6 +182,9 @@ func (p *webhookParser) events(body []byte, hook *Webhook) error {
 			if errors.As(err, &syntax) {
 				return err
 			}
+			if errors.Is(err, errCaseVariant) {
+				return malformed("event %d has %v", i, err)
+			}
 			return malformed("event %d is not an event object", i)
 		}
 		ev.Raw = json.RawMessage(body[start:d.InputOffset()])
@@ -201,7 +205,6 @@ func (p *webhookParser) events(body []byte, hook *Webhook) error {
 
 // event reads one event object's header fields and skips the rest.
 func (p *webhookParser) event() (RawEvent, error) {
-	d := &p.dec
 	var ev RawEvent
 	err := p.object(func(name jsontext.Token) error {
 		var err error
@@ -227,25 +230,49 @@ func (p *webhookParser) event() (RawEvent, error) {
 				case "roomId":
 					ev.RoomID, err = p.str()
 				default:
-					err = d.SkipValue()
+					err = p.skipUnlessCaseVariant(name.String(), sourceNames)
 				}
 				return err
 			})
 		case "deliveryContext":
 			err = p.optionalObject(func(name jsontext.Token) error {
 				if name.String() != "isRedelivery" {
-					return d.SkipValue()
+					return p.skipUnlessCaseVariant(name.String(), contextNames)
 				}
 				var err error
 				ev.IsRedelivery, err = p.bool()
 				return err
 			})
 		default:
-			err = d.SkipValue()
+			err = p.skipUnlessCaseVariant(name.String(), eventNames)
 		}
 		return err
 	})
 	return ev, err
+}
+
+// The names of an event, and of its source, that ParseWebhook reads. The SDK that decodes
+// the event later matches names regardless of case, and takes the last of those that
+// match: with "Type" beside "type" it would read another type than the one the event is
+// stored and dispatched under, so such names are refused.
+var (
+	eventNames   = []string{"type", "mode", "webhookEventId", "timestamp", "source", "deliveryContext"}
+	sourceNames  = []string{"type", "userId", "groupId", "roomId"}
+	contextNames = []string{"isRedelivery"}
+)
+
+// errCaseVariant is a member name that differs from one ParseWebhook reads only in case.
+var errCaseVariant = errors.New("a name differs from LINE's only in case")
+
+// skipUnlessCaseVariant skips the value of an unread member, unless its name is a case
+// variant of one of names.
+func (p *webhookParser) skipUnlessCaseVariant(name string, names []string) error {
+	for _, n := range names {
+		if len(n) == len(name) && strings.EqualFold(n, name) {
+			return errCaseVariant
+		}
+	}
+	return p.dec.SkipValue()
 }
 
 // optionalObject reads an object, or null as an object without members.

@@ -94,6 +94,11 @@ func TestParseWebhook(t *testing.T) {
 		"type twice":    `{"events":[{"type":"message","type":"follow","webhookEventId":"E"}]}`,
 		"events twice":  `{"events":[],"events":[{"type":"message","webhookEventId":"E"}]}`,
 		"invalid UTF-8": "{\"events\":[{\"type\":\"message\",\"webhookEventId\":\"E\",\"x\":\"\xff\"}]}",
+		// The SDK matches names regardless of case: it would read these as the type and
+		// the user, and differ from what the event is stored under.
+		"type in another case":     `{"events":[{"type":"message","Type":"follow","webhookEventId":"E"}]}`,
+		"user ID in another case":  `{"events":[{"type":"message","webhookEventId":"E","source":{"type":"user","userId":"U1","UserID":"U2"}}]}`,
+		"redelivery in other case": `{"events":[{"type":"message","webhookEventId":"E","deliveryContext":{"IsRedelivery":true}}]}`,
 	} {
 		_, err := line.ParseWebhook([]byte(body))
 		if !errors.Is(err, line.ErrMalformedWebhook) {
@@ -160,7 +165,8 @@ type referenceEvent struct {
 }
 
 // referenceParse returns the events as struct decoding reads them, or ok false where it
-// refuses the body (or ParseWebhook's own checks on the fields would).
+// refuses the body or a name of the header differs from LINE's only in case (which
+// ParseWebhook refuses on purpose: the SDK would read it).
 func referenceParse(body []byte) (events []line.RawEvent, ok bool) {
 	var env referenceEnvelope
 	if jsonv2.Unmarshal(body, &env) != nil || env.Events == nil {
@@ -169,6 +175,9 @@ func referenceParse(body []byte) (events []line.RawEvent, ok bool) {
 	for _, raw := range *env.Events {
 		var h referenceEvent
 		if raw.Kind() != '{' || jsonv2.Unmarshal(raw, &h) != nil || h.WebhookEventID == "" || h.Type == "" {
+			return nil, false
+		}
+		if hasCaseVariant(raw) {
 			return nil, false
 		}
 		ev := line.RawEvent{WebhookEventID: h.WebhookEventID, Type: h.Type, Mode: h.Mode, Timestamp: h.Timestamp, Raw: json.RawMessage(raw)}
@@ -225,6 +234,36 @@ func FuzzParseWebhookAgreesWithStructs(f *testing.F) {
 			}
 		}
 	})
+}
+
+// hasCaseVariant reports whether the event raw, or its source or delivery context, has a
+// member named like one ParseWebhook reads but for case.
+func hasCaseVariant(raw jsontext.Value) bool {
+	var event map[string]jsontext.Value
+	if jsonv2.Unmarshal(raw, &event) != nil {
+		return false
+	}
+	if caseVariant(event, "type", "mode", "webhookEventId", "timestamp", "source", "deliveryContext") {
+		return true
+	}
+	for member, names := range map[string][]string{"source": {"type", "userId", "groupId", "roomId"}, "deliveryContext": {"isRedelivery"}} {
+		var inner map[string]jsontext.Value
+		if v, ok := event[member]; ok && v.Kind() == '{' && jsonv2.Unmarshal(v, &inner) == nil && caseVariant(inner, names...) {
+			return true
+		}
+	}
+	return false
+}
+
+func caseVariant(members map[string]jsontext.Value, names ...string) bool {
+	for name := range members {
+		for _, n := range names {
+			if name != n && strings.EqualFold(name, n) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func printable(s string, max int) bool {
