@@ -56,6 +56,16 @@ func (r reply) problems(t *testing.T) []string {
 // call sends a request: body is sent as is when it is a string, as JSON otherwise.
 func call(t *testing.T, h *servertest.Harness, token, method, path string, body any, contentType ...string) reply {
 	t.Helper()
+	hdr := http.Header{}
+	if len(contentType) > 0 {
+		hdr.Set("Content-Type", contentType[0])
+	}
+	return callWith(t, h, token, method, path, body, hdr)
+}
+
+// callWith is call with headers of the test's own (over the defaults).
+func callWith(t *testing.T, h *servertest.Harness, token, method, path string, body any, hdr http.Header) reply {
+	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -80,8 +90,8 @@ func call(t *testing.T, h *servertest.Harness, token, method, path string, body 
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if len(contentType) > 0 {
-		req.Header.Set("Content-Type", contentType[0])
+	for name, values := range hdr {
+		req.Header[name] = values
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/linestep/linestep/internal/access"
 	"github.com/linestep/linestep/internal/broadcast"
 	"github.com/linestep/linestep/internal/delivery"
+	"github.com/linestep/linestep/internal/idempotency"
 	"github.com/linestep/linestep/internal/message"
 	"github.com/linestep/linestep/internal/segment"
 	"github.com/linestep/linestep/internal/store"
@@ -242,11 +243,25 @@ func (a *API) createBroadcast(w http.ResponseWriter, r *http.Request, c *call) e
 	if ps != nil {
 		return invalidInput(ps...)
 	}
+	key, err := idempotentOf(r, c, "POST /api/v1/channels/{ch}/broadcasts", req)
+	if err != nil {
+		return err
+	}
 	var b broadcast.Broadcast
+	var answer *idempotency.Answer
+	replayed := false
 	err = a.cfg.DB.WriteTx(r.Context(), func(tx *store.Tx) error {
-		var err error
+		first, err := key.claim(r.Context(), tx, a.cfg.Clock.Now())
+		if err != nil || first != nil {
+			answer, replayed = first, first != nil
+			return err
+		}
 		b, err = a.cfg.Broadcasts.Create(r.Context(), tx, broadcast.Broadcast{ChannelID: c.channel, Name: req.Name, Segment: f,
 			Template: tpl, TemplateKey: req.TemplateKey, ScheduledAt: when, CreatedBy: "api-token:" + strconv.FormatInt(c.token.ID, 10)})
+		if err != nil {
+			return err
+		}
+		answer, err = key.answer(r.Context(), tx, http.StatusCreated, toBroadcastJSON(b, true))
 		return err
 	})
 	var mps message.Problems
@@ -265,7 +280,7 @@ func (a *API) createBroadcast(w http.ResponseWriter, r *http.Request, c *call) e
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, toBroadcastJSON(b, true))
+	writeAnswer(w, answer, replayed)
 	return nil
 }
 

@@ -199,6 +199,10 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 		if _, err := tx.ExecContext(ctx, "DELETE FROM deliveries WHERE friend_id IN (SELECT id FROM friends WHERE channel_id = ?)", id); err != nil {
 			return err
 		}
+		// Remembered requests (they name no friend, and go within a day anyway).
+		if _, err := tx.ExecContext(ctx, "DELETE FROM idempotency_keys WHERE channel_id = ?", id); err != nil {
+			return err
+		}
 		_, err = tx.ExecContext(ctx, "DELETE FROM channels WHERE id = ?", id)
 		return err
 	})

@@ -1,13 +1,16 @@
 package web
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 	"github.com/linestep/linestep/internal/audit"
 	"github.com/linestep/linestep/internal/broadcast"
 	"github.com/linestep/linestep/internal/delivery"
+	"github.com/linestep/linestep/internal/idempotency"
 	"github.com/linestep/linestep/internal/message"
 	"github.com/linestep/linestep/internal/store"
 	"github.com/linestep/linestep/internal/template"
@@ -199,7 +203,7 @@ func (c *Console) broadcastPost(w http.ResponseWriter, r *http.Request, q *reque
 			page.When = zoneTime(q.Lang, channelZone(q.Channel.TimeZone), b.ScheduledAt) + " (" + q.Channel.TimeZone + ")"
 		}
 		for k, vs := range r.PostForm {
-			if k == "csrf" || k == "step" || k == "tpl_sum" {
+			if k == "csrf" || k == "step" || k == "tpl_sum" || k == "send_key" {
 				continue
 			}
 			for _, v := range vs {
@@ -209,6 +213,9 @@ func (c *Console) broadcastPost(w http.ResponseWriter, r *http.Request, q *reque
 		if b.TemplateKey != "" {
 			page.Hidden = append(page.Hidden, bcHidden{"tpl_sum", contentSum(b.Template)})
 		}
+		// Each confirmation names its send: pressed twice, or sent again by the browser,
+		// it makes one broadcast.
+		page.Hidden = append(page.Hidden, bcHidden{"send_key", rand.Text()})
 		c.render(w, r, status, "broadcast_new", "bc.confirm", q, page)
 	}
 	if step != "send" {
@@ -219,9 +226,20 @@ func (c *Console) broadcastPost(w http.ResponseWriter, r *http.Request, q *reque
 	if want.TemplateKey != "" {
 		want.Template = message.Template{} // Create copies the template by its key
 	}
+	key := sendKey(r, q)
 	var made broadcast.Broadcast
+	var sentBefore string // where the first send with this confirmation led
 	err = c.DB.WriteTx(ctx, func(tx *store.Tx) error {
 		var err error
+		if key != nil {
+			first, err := idempotency.Claim(ctx, tx, *key, c.Clock.Now())
+			if err != nil || first != nil {
+				if first != nil {
+					sentBefore = string(first.Body)
+				}
+				return err
+			}
+		}
 		if made, err = c.Broadcasts.Create(ctx, tx, want); err != nil {
 			return err
 		}
@@ -233,8 +251,23 @@ func (c *Console) broadcastPost(w http.ResponseWriter, r *http.Request, q *reque
 			}
 			detail["template"] = made.TemplateKey
 		}
+		if key != nil {
+			if err := idempotency.Save(ctx, tx, *key, idempotency.Answer{Status: http.StatusSeeOther,
+				Body: []byte(inChannel(q, "/broadcasts/"+strconv.FormatInt(made.ID, 10)))}); err != nil {
+				return err
+			}
+		}
 		return c.record(ctx, tx, r, q, audit.Record{Action: "broadcast.create", Subject: audit.Subject("broadcast", made.ID), Detail: detail})
 	})
+	if err == nil && sentBefore != "" {
+		http.Redirect(w, r, sentBefore, http.StatusSeeOther) // the broadcast the first press made
+		return
+	}
+	if errors.Is(err, idempotency.ErrReused) {
+		page.Problems = formProblemf(q.Lang, "send", "bc.send.reused")
+		confirm(http.StatusConflict)
+		return
+	}
 	if errors.Is(err, errTemplateChanged) {
 		// Confirm again, showing what the template says now.
 		b.Template = made.Template
@@ -251,6 +284,26 @@ func (c *Console) broadcastPost(w http.ResponseWriter, r *http.Request, q *reque
 		return
 	}
 	http.Redirect(w, r, inChannel(q, "/broadcasts/"+strconv.FormatInt(made.ID, 10)), http.StatusSeeOther)
+}
+
+// sendKey is the idempotency key of a confirmed send: the confirmation's own key, with
+// the form it confirmed. nil for a form without one (a page older than the key).
+func sendKey(r *http.Request, q *request) *idempotency.Key {
+	name := r.PostFormValue("send_key")
+	if name == "" || len(name) > 64 {
+		return nil
+	}
+	var parts [][]byte
+	for _, k := range slices.Sorted(maps.Keys(r.PostForm)) {
+		if k == "csrf" || k == "send_key" {
+			continue
+		}
+		for _, v := range r.PostForm[k] {
+			parts = append(parts, []byte(k), []byte(v))
+		}
+	}
+	return &idempotency.Key{Scope: "staff:" + strconv.FormatInt(q.Member.ID, 10), Name: name,
+		Route: "console: broadcast send", Channel: q.Channel.ID, Hash: idempotency.Hash(parts...)}
 }
 
 // errTemplateChanged: the saved template's messages are not those the confirmation

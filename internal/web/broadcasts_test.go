@@ -3,6 +3,7 @@ package web_test
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -111,6 +112,24 @@ func TestBroadcastFormConfirmsQueuesAndCancels(t *testing.T) {
 		bc, err := h.Srv.Broadcasts.Get(ctx, h.Ch, id)
 		if err != nil || bc.State != broadcast.Scheduled || bc.Name != "<b>冬のセール</b>" || bc.Segment.Tag != "vip" {
 			t.Fatalf("queued: %+v %v", bc, err)
+		}
+		// Pressed twice, or sent again by the browser: the same broadcast, not a second.
+		res, page = ctPost(b, base, hidden)
+		if again := ctRedirect(t, "send again", res, page); again != to {
+			t.Errorf("the confirmation sent again led to %s, want the first broadcast %s", again, to)
+		}
+		if list, _ := h.Srv.Broadcasts.List(ctx, h.Ch, 10); len(list) != 1 {
+			t.Fatalf("%d broadcasts after sending one confirmation twice, want 1", len(list))
+		}
+		// The confirmation's key with other content (a form altered by hand) sends nothing.
+		altered := maps.Clone(hidden)
+		altered.Set("text", "別の内容")
+		res, page = ctPost(b, base, altered)
+		if res.StatusCode != http.StatusConflict || !strings.Contains(page, "この確認画面は別の内容の配信に使われています") {
+			t.Errorf("an altered form with a used key: %d", res.StatusCode)
+		}
+		if list, _ := h.Srv.Broadcasts.List(ctx, h.Ch, 10); len(list) != 1 {
+			t.Fatalf("%d broadcasts after an altered resend, want 1", len(list))
 		}
 		if want := tomorrow + " 10:00"; bc.ScheduledAt.In(tokyoZone(t)).Format("2006-01-02 15:04") != want {
 			t.Errorf("scheduled at %s, want %s JST", bc.ScheduledAt, want)
