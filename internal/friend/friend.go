@@ -70,6 +70,8 @@ type Service struct {
 	tagAdded      []TagAddedFunc
 	fieldSet      []FieldSetFunc
 	profileStored []func()
+
+	audit AuditFunc // where the retention job records its deletions
 }
 
 // TagAddedFunc learns, inside the writing transaction, that a friend got a tag.

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/linestep/linestep/internal/audit"
 	"github.com/linestep/linestep/internal/channel"
 	"github.com/linestep/linestep/internal/clock"
 	"github.com/linestep/linestep/internal/friend"
@@ -356,5 +358,81 @@ func TestProfileFetcherPausesWhileLineFails(t *testing.T) {
 		}
 		f.clk.Advance(5 * time.Second)
 		waitFor("the second round after the pause", func() bool { return calls() == friends })
+	})
+}
+
+// A field's values go retention_days after they were set, a change starting the count
+// again; fields without a retention keep theirs; each deletion is in the audit log with
+// the count and the field's key, never a value.
+func TestFieldValuesExpireAfterTheirRetention(t *testing.T) {
+	testutil.EachDB(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		f := newFixture(t, db)
+		log := audit.NewLog(db, f.clk)
+		f.friends.SetAudit(func(ctx context.Context, tx *store.Tx, rec audit.Record) error {
+			_, err := log.Append(ctx, tx, rec)
+			return err
+		})
+		users := []string{"U00000000000000000000000000000001", "U00000000000000000000000000000002", "U00000000000000000000000000000003"}
+		var events []string
+		for _, u := range users {
+			events = append(events, f.ev("follow", u, f.clk.Now(), `,"follow":{"isUnblocked":false}`))
+		}
+		f.deliver(t, events...)
+		q := f.friends.DB()
+		health, err := f.friends.DefineField(ctx, q, friend.Field{ChannelID: f.channel, Key: "health_note", Label: "体調メモ", Type: friend.TextField,
+			Purpose: "レッスン内容を調整するため", Sensitivity: friend.Special, RetentionDays: 30})
+		if err != nil {
+			t.Fatal(err)
+		}
+		area, err := f.friends.DefineField(ctx, q, friend.Field{ChannelID: f.channel, Key: "area", Label: "地域", Type: friend.TextField,
+			Purpose: "地域ごとのお知らせのため", Sensitivity: friend.Attribute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		set := func(user string, fl friend.Field, v string) {
+			t.Helper()
+			if _, err := f.friends.SetField(ctx, q, f.friend(t, user).ID, fl, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, u := range users {
+			set(u, health, "腰痛あり")
+			set(u, area, "osaka")
+		}
+		f.clk.Advance(20 * 24 * time.Hour)
+		set(users[2], health, "回復しました") // changed: kept 30 days from now
+		set(users[1], health, "腰痛あり")     // the same value again: not extended
+		if n, err := f.friends.ExpireFieldValues(ctx); err != nil || n != 0 {
+			t.Fatalf("after 20 days: deleted %d, %v", n, err)
+		}
+		f.clk.Advance(11 * 24 * time.Hour)
+		if n, err := f.friends.ExpireFieldValues(ctx); err != nil || n != 2 {
+			t.Fatalf("after 31 days: deleted %d, %v; want the two set then", n, err)
+		}
+		for i, u := range users {
+			vals, err := f.friends.FieldValues(ctx, q, f.friend(t, u).ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, kept := vals["health_note"]
+			if kept != (i == 2) || vals["area"] != "osaka" {
+				t.Errorf("friend %d: values %v", i, vals)
+			}
+		}
+		if n, err := f.friends.ExpireFieldValues(ctx); err != nil || n != 0 {
+			t.Fatalf("a second round deleted %d, %v", n, err)
+		}
+		recs, err := log.Query(ctx, audit.Filter{Action: audit.RetentionDelete})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) != 1 || recs[0].Detail["values"] != "2" || !slices.Equal(recs[0].Fields, []string{"health_note"}) ||
+			recs[0].Actor.Kind != audit.ActorSystem || recs[0].ChannelID != f.channel {
+			t.Fatalf("audit records %+v", recs)
+		}
+		if s := fmt.Sprintf("%+v", recs[0]); strings.Contains(s, "腰痛") {
+			t.Errorf("the audit record holds a value: %s", s)
+		}
 	})
 }

@@ -205,6 +205,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		_, err := s.Audit.Append(ctx, tx, rec)
 		return err
 	}
+	s.Friends.SetAudit(s.Staff.Audit) // field values deleted after their retention
 	// Suspicious sign-ins are shown in the console; they can also go to a webhook (a chat
 	// room, an on-call tool) and to a LINE user (the owner's phone) through a channel.
 	var notify staff.Notifiers
@@ -256,6 +257,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	workers.Go(func() { s.Committer.Run(workCtx) })
 	workers.Go(func() { s.Processor.Run(workCtx) })
 	workers.Go(func() { s.Friends.RunProfileFetcher(workCtx) })
+	workers.Go(func() { s.Friends.RunRetention(workCtx) })
 	workers.Go(func() { s.Delivery.Run(workCtx) })
 	workers.Go(func() { s.Scenarios.Run(workCtx) })
 	workers.Go(func() { s.RichMenus.Run(workCtx) })
