@@ -402,7 +402,7 @@ func TestFieldValuesExpireAfterTheirRetention(t *testing.T) {
 		}
 		f.clk.Advance(20 * 24 * time.Hour)
 		set(users[2], health, "回復しました") // changed: kept 30 days from now
-		set(users[1], health, "腰痛あり")     // the same value again: not extended
+		set(users[1], health, "腰痛あり")   // the same value again: not extended
 		if n, err := f.friends.ExpireFieldValues(ctx); err != nil || n != 0 {
 			t.Fatalf("after 20 days: deleted %d, %v", n, err)
 		}
