@@ -36,11 +36,12 @@ var commands = []command{
 	{"demo", "run linestep with the LINE emulator and simulated friends, on SQLite", runDemo},
 	{"emulator", "run the LINE platform emulator on its own", runEmulator},
 	{"migrate", "apply database migrations and exit", runMigrate},
-	{"channel", "add, list or remove LINE channels (add|list|remove)", runChannel},
+	{"channel", "add, list, rotate or remove LINE channels (add|list|rotate|remove)", runChannel},
 	{"apply", "set up a channel from a setup file (scenarios, auto-replies, ...)", runApply},
 	{"export", "write a channel's setup as a setup file", runExport},
 	{"token", "create, list or revoke tokens for the JSON API (create|list|revoke)", runToken},
 	{"audit", "check that the audit log is intact, or export it (verify|export)", runAudit},
+	{"staff", "list staff accounts, or give one who is locked out a sign-in link (list|recover)", runStaff},
 }
 
 func main() {
