@@ -14,9 +14,7 @@ import (
 	"github.com/linestep/linestep/internal/store"
 )
 
-func runAudit(ctx context.Context, env *environment, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(env.stderr, `Usage: linestep audit verify|export [flags]
+const auditUsage = `Usage: linestep audit verify|export [flags]
 
 The audit log records who signed in, who looked at, revealed or exported friends' data,
 and who changed roles, settings or deleted things, with when and from where. Records
@@ -26,20 +24,13 @@ before it, so a record changed or removed behind linestep's back shows.
   export  write the log as CSV, for a spreadsheet or an auditor
 
 監査ログ(誰が・いつ・どこから・何をしたか)の改ざんを検査します(verify)。
-CSV に書き出すこともできます(export)。`)
-		if len(args) == 0 {
-			return errUsage
-		}
-		return nil
-	}
-	switch args[0] {
-	case "verify":
-		return auditVerify(ctx, env, args[1:])
-	case "export":
-		return auditExport(ctx, env, args[1:])
-	}
-	fmt.Fprintf(env.stderr, "linestep audit: unknown subcommand %q (verify or export)\n", args[0])
-	return errUsage
+CSV に書き出すこともできます(export)。`
+
+func runAudit(ctx context.Context, env *environment, args []string) error {
+	return runVerbs(ctx, env, "audit", auditUsage, []verb{
+		{"verify", auditVerify},
+		{"export", auditExport},
+	}, args)
 }
 
 // openAuditDB opens the database without migrating it or loading the master key: checking

@@ -15,9 +15,7 @@ import (
 	"github.com/linestep/linestep/internal/server"
 )
 
-func runChannel(ctx context.Context, env *environment, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(env.stderr, `Usage: linestep channel add|list|rotate|remove [flags]
+const channelUsage = `Usage: linestep channel add|list|rotate|remove [flags]
 
 Manages the LINE channels (official accounts) linestep serves.
   add     register a channel with its channel secret and access token
@@ -25,24 +23,15 @@ Manages the LINE channels (official accounts) linestep serves.
   rotate  replace a channel's secret or access token after reissuing it
   remove  remove a channel and everything recorded for it
 
-LINE チャネル(公式アカウント)を登録・一覧・更新・削除します。`)
-		if len(args) == 0 {
-			return errUsage
-		}
-		return nil
-	}
-	switch args[0] {
-	case "add":
-		return channelAdd(ctx, env, args[1:])
-	case "list":
-		return channelList(ctx, env, args[1:])
-	case "rotate":
-		return channelRotate(ctx, env, args[1:])
-	case "remove":
-		return channelRemove(ctx, env, args[1:])
-	}
-	fmt.Fprintf(env.stderr, "linestep channel: unknown subcommand %q (add, list, rotate or remove)\n", args[0])
-	return errUsage
+LINE チャネル(公式アカウント)を登録・一覧・更新・削除します。`
+
+func runChannel(ctx context.Context, env *environment, args []string) error {
+	return runVerbs(ctx, env, "channel", channelUsage, []verb{
+		{"add", channelAdd},
+		{"list", channelList},
+		{"rotate", channelRotate},
+		{"remove", channelRemove},
+	}, args)
 }
 
 func openChannels(ctx context.Context, env *environment, db string) (*channel.Service, func(), error) {

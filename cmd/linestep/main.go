@@ -24,6 +24,34 @@ type command struct {
 	run     func(ctx context.Context, env *environment, args []string) error
 }
 
+// verb is one subcommand of a command that has several (channel add, token create, ...).
+type verb struct {
+	name string
+	run  func(ctx context.Context, env *environment, args []string) error
+}
+
+// runVerbs runs the verb args name, printing usage for none or --help, and saying which
+// verbs there are for an unknown one.
+func runVerbs(ctx context.Context, env *environment, command, usage string, verbs []verb, args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintln(env.stderr, usage)
+		if len(args) == 0 {
+			return errUsage
+		}
+		return nil
+	}
+	names := make([]string, len(verbs))
+	for i, v := range verbs {
+		if v.name == args[0] {
+			return v.run(ctx, env, args[1:])
+		}
+		names[i] = v.name
+	}
+	list := strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+	fmt.Fprintf(env.stderr, "linestep %s: unknown subcommand %q (%s)\n", command, args[0], list)
+	return errUsage
+}
+
 // environment is what subcommands get from the process, replaceable in tests.
 type environment struct {
 	stdout, stderr io.Writer

@@ -20,9 +20,7 @@ import (
 // short enough that a forgotten one does not stay a way in.
 const recoveryLinkTTL = 24 * time.Hour
 
-func runStaff(ctx context.Context, env *environment, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(env.stderr, `Usage: linestep staff list|recover [flags]
+const staffUsage = `Usage: linestep staff list|recover [flags]
 
 Helps when nobody can sign in to the console any more. Anyone who can run this on the
 server can already read its database; the console is where staff are managed.
@@ -32,20 +30,13 @@ server can already read its database; the console is where staff are managed.
            their sessions end, and they choose a new password)
 
 コンソールに誰もログインできなくなったときの復旧用です(パスワードも認証アプリも
-リカバリーコードも失った場合など)。`)
-		if len(args) == 0 {
-			return errUsage
-		}
-		return nil
-	}
-	switch args[0] {
-	case "list":
-		return staffList(ctx, env, args[1:])
-	case "recover":
-		return staffRecover(ctx, env, args[1:])
-	}
-	fmt.Fprintf(env.stderr, "linestep staff: unknown subcommand %q (list or recover)\n", args[0])
-	return errUsage
+リカバリーコードも失った場合など)。`
+
+func runStaff(ctx context.Context, env *environment, args []string) error {
+	return runVerbs(ctx, env, "staff", staffUsage, []verb{
+		{"list", staffList},
+		{"recover", staffRecover},
+	}, args)
 }
 
 func openStaff(ctx context.Context, env *environment, dsn string) (*staff.Service, *audit.Log, func(), error) {

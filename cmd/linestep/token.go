@@ -21,9 +21,7 @@ import (
 	"github.com/linestep/linestep/internal/store"
 )
 
-func runToken(ctx context.Context, env *environment, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(env.stderr, `Usage: linestep token create|list|revoke [flags]
+const tokenUsage = `Usage: linestep token create|list|revoke [flags]
 
 Manages the tokens that other programs use to call linestep's JSON API (/api/v1).
   create  make a token; it is shown once, so copy it then
@@ -33,22 +31,14 @@ Manages the tokens that other programs use to call linestep's JSON API (/api/v1)
 The API is described at /api/openapi.yaml on a running server.
 
 JSON API(/api/v1)を外部のプログラムから使うためのトークンを作成・一覧・無効化します。
-トークンは作成時に一度だけ表示されます。`)
-		if len(args) == 0 {
-			return errUsage
-		}
-		return nil
-	}
-	switch args[0] {
-	case "create":
-		return tokenCreate(ctx, env, args[1:])
-	case "list":
-		return tokenList(ctx, env, args[1:])
-	case "revoke":
-		return tokenRevoke(ctx, env, args[1:])
-	}
-	fmt.Fprintf(env.stderr, "linestep token: unknown subcommand %q (create, list or revoke)\n", args[0])
-	return errUsage
+トークンは作成時に一度だけ表示されます。`
+
+func runToken(ctx context.Context, env *environment, args []string) error {
+	return runVerbs(ctx, env, "token", tokenUsage, []verb{
+		{"create", tokenCreate},
+		{"list", tokenList},
+		{"revoke", tokenRevoke},
+	}, args)
 }
 
 func openTokens(ctx context.Context, env *environment, dsn string) (*api.Tokens, *channel.Service, func(), error) {

@@ -239,9 +239,15 @@ func (s *Service) SetCredentials(ctx context.Context, id, secret, token string) 
 		set = append(set, c.column+" = ?")
 		args = append(args, s.keys.Seal([]byte(c.value), sealID(id, c.seal)))
 	}
-	res, err := s.db.ExecContext(ctx, "UPDATE channels SET "+strings.Join(set, ", ")+" WHERE id = ?", append(args, id)...)
+	return s.update(ctx, s.db, "set credentials", id, strings.Join(set, ", "), args...)
+}
+
+// update sets columns of a channel (set is the SET list, args its values) and forgets
+// the cached copy; what names the change in errors.
+func (s *Service) update(ctx context.Context, q store.Querier, what, id, set string, args ...any) error {
+	res, err := q.ExecContext(ctx, "UPDATE channels SET "+set+" WHERE id = ?", append(args, id)...)
 	if err != nil {
-		return fmt.Errorf("channel: set credentials: %w", err)
+		return fmt.Errorf("channel: %s: %w", what, err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("channel %s: %w", id, store.ErrNotFound)
@@ -257,17 +263,7 @@ func (s *Service) SetTimeZone(ctx context.Context, id, zone string) error {
 	if _, err := time.LoadLocation(zone); err != nil || zone == "" || zone == "Local" {
 		return fmt.Errorf("%w: unknown time zone %q", ErrInvalid, zone)
 	}
-	res, err := s.db.ExecContext(ctx, "UPDATE channels SET time_zone = ? WHERE id = ?", zone, id)
-	if err != nil {
-		return fmt.Errorf("channel: set time zone: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("channel %s: %w", id, store.ErrNotFound)
-	}
-	s.mu.Lock()
-	delete(s.cache, id)
-	s.mu.Unlock()
-	return nil
+	return s.update(ctx, s.db, "set time zone", id, "time_zone = ?", zone)
 }
 
 func sealID(channelID, what string) string { return "channel/" + channelID + "/" + what }

@@ -71,18 +71,7 @@ func (s *Service) SaveSettings(ctx context.Context, q store.Querier, id string, 
 	if ps := CheckSettings(&st); ps != nil {
 		return ps
 	}
-	res, err := q.ExecContext(ctx, "UPDATE channels SET name = ?, time_zone = ?, quiet_hours = ? WHERE id = ?",
-		st.Name, st.TimeZone, st.QuietHours, id)
-	if err != nil {
-		return fmt.Errorf("channel: save settings: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("channel %s: %w", id, store.ErrNotFound)
-	}
-	s.mu.Lock()
-	delete(s.cache, id)
-	s.mu.Unlock()
-	return nil
+	return s.update(ctx, q, "save settings", id, "name = ?, time_zone = ?, quiet_hours = ?", st.Name, st.TimeZone, st.QuietHours)
 }
 
 // normQuietHours reads "21:00-09:00" the way the scenario runner does (which cannot be

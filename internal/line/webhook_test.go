@@ -9,7 +9,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"unicode/utf8"
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -213,7 +212,7 @@ func FuzzParseWebhookAgreesWithStructs(f *testing.F) {
 		}
 		if err != nil {
 			for _, ev := range want {
-				if !printable(ev.WebhookEventID, 128) || !printable(ev.Type, 64) || len(ev.Mode) > 32 || len(ev.SourceType) > 32 ||
+				if !line.Printable(ev.WebhookEventID, 128) || !line.Printable(ev.Type, 64) || len(ev.Mode) > 32 || len(ev.SourceType) > 32 ||
 					len(ev.UserID) > 128 || len(ev.GroupID) > 128 || len(ev.RoomID) > 128 {
 					return // refused by ParseWebhook's field checks, as intended
 				}
@@ -264,16 +263,4 @@ func caseVariant(members map[string]jsontext.Value, names ...string) bool {
 		}
 	}
 	return false
-}
-
-func printable(s string, max int) bool {
-	if s == "" || len(s) > max || !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if r <= ' ' || r == 0x7f {
-			return false
-		}
-	}
-	return true
 }
