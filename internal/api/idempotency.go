@@ -66,11 +66,11 @@ func (k *idempotent) claim(ctx context.Context, tx *store.Tx, now time.Time) (*i
 // answer encodes the work's answer and stores it under the key, in the work's
 // transaction.
 func (k *idempotent) answer(ctx context.Context, tx *store.Tx, status int, v any) (*idempotency.Answer, error) {
-	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(v); err != nil {
+	body, err := encodeJSON(v)
+	if err != nil {
 		return nil, fmt.Errorf("api: encode answer: %w", err)
 	}
-	a := &idempotency.Answer{Status: status, Body: buf.Bytes()}
+	a := &idempotency.Answer{Status: status, Body: body}
 	if k == nil {
 		return a, nil
 	}
@@ -79,10 +79,8 @@ func (k *idempotent) answer(ctx context.Context, tx *store.Tx, status int, v any
 
 // writeAnswer sends an answer, fresh or stored; a stored one says so.
 func writeAnswer(w http.ResponseWriter, a *idempotency.Answer, replayed bool) {
-	setHeaders(w.Header())
 	if replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
-	w.WriteHeader(a.Status)
-	w.Write(a.Body)
+	writeBody(w, a.Status, a.Body)
 }

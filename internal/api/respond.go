@@ -80,14 +80,26 @@ func setHeaders(h http.Header) {
 // writeJSON answers with v encoded by encoding/json, which escapes <, > and & too: a
 // display name such as <script> cannot become markup wherever the answer ends up.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(v); err != nil {
-		status, buf = http.StatusInternalServerError, bytes.Buffer{}
-		json.NewEncoder(&buf).Encode(map[string]any{"error": errInternal})
+	body, err := encodeJSON(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		body, _ = encodeJSON(map[string]any{"error": errInternal})
 	}
+	writeBody(w, status, body)
+}
+
+// encodeJSON is v as an answer's body.
+func encodeJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	err := json.NewEncoder(&buf).Encode(v)
+	return buf.Bytes(), err
+}
+
+// writeBody answers with a body encoded already.
+func writeBody(w http.ResponseWriter, status int, body []byte) {
 	setHeaders(w.Header())
 	w.WriteHeader(status)
-	w.Write(buf.Bytes())
+	w.Write(body)
 }
 
 func writeError(w http.ResponseWriter, e *failure) {

@@ -253,7 +253,7 @@ func (c *Console) broadcastPost(w http.ResponseWriter, r *http.Request, q *reque
 		}
 		if key != nil {
 			if err := idempotency.Save(ctx, tx, *key, idempotency.Answer{Status: http.StatusSeeOther,
-				Body: []byte(inChannel(q, "/broadcasts/"+strconv.FormatInt(made.ID, 10)))}); err != nil {
+				Body: []byte(broadcastPath(q, made.ID))}); err != nil {
 				return err
 			}
 		}
@@ -283,7 +283,12 @@ func (c *Console) broadcastPost(w http.ResponseWriter, r *http.Request, q *reque
 		c.fail(w, r, q, err)
 		return
 	}
-	http.Redirect(w, r, inChannel(q, "/broadcasts/"+strconv.FormatInt(made.ID, 10)), http.StatusSeeOther)
+	http.Redirect(w, r, broadcastPath(q, made.ID), http.StatusSeeOther)
+}
+
+// broadcastPath is the console page of a broadcast.
+func broadcastPath(q *request, id int64) string {
+	return inChannel(q, "/broadcasts/"+strconv.FormatInt(id, 10))
 }
 
 // sendKey is the idempotency key of a confirmed send: the confirmation's own key, with
