@@ -199,17 +199,17 @@ func (c *Committer) commit(ctx context.Context, batch []*storeRequest, n int) {
 	// The commit itself is not cancelled by shutdown: requests are waiting on it.
 	ctx = context.WithoutCancel(ctx)
 	errs := make([]error, len(batch))
-	err := c.store(ctx, batch, n, stored, byType)
+	err := c.store(ctx, batch, stored, byType)
 	if err != nil && len(batch) > 1 && !store.IsBusy(err) {
 		// One request can fail a shared transaction for all (its channel was removed by
 		// another instance, which this one's channel cache has not seen yet): store each
 		// request alone, so that only its own webhook is answered 5xx and redelivered.
 		c.logger.Warn("ingest: group commit failed; storing its requests one by one", "requests", len(batch), "events", n, "err", err)
 		clear(byType)
-		for i, req := range batch {
+		for i := range batch {
 			// Each call counts afresh (a retry clears its counts): merge them after.
 			types := map[string]int{}
-			if errs[i] = c.store(ctx, batch[i:i+1], len(req.events), stored[i:i+1], types); errs[i] == nil {
+			if errs[i] = c.store(ctx, batch[i:i+1], stored[i:i+1], types); errs[i] == nil {
 				for typ, k := range types {
 					byType[typ] += k
 				}
@@ -250,10 +250,10 @@ func (c *Committer) commit(ctx context.Context, batch []*storeRequest, n int) {
 	}
 }
 
-// store writes a batch of n events, counting the new ones of each request in stored and
+// store writes a batch of events, counting the new ones of each request in stored and
 // of each type in byType.
-func (c *Committer) store(ctx context.Context, batch []*storeRequest, n int, stored []int, byType map[string]int) error {
-	if c.db.Dialect() == store.Postgres && n <= maxChunk {
+func (c *Committer) store(ctx context.Context, batch []*storeRequest, stored []int, byType map[string]int) error {
+	if c.db.Dialect() == store.Postgres {
 		return c.storeAlone(ctx, batch, stored, byType)
 	}
 	return c.storeInTx(ctx, batch, stored, byType)
@@ -291,8 +291,7 @@ func (c *Committer) storeInTx(ctx context.Context, batch []*storeRequest, stored
 	return nil
 }
 
-// storeAlone stores a batch that fits one statement (PostgreSQL) with that statement
-// alone, outside a transaction: it commits on its own, in one round trip to the server
+// storeAlone stores a batch (PostgreSQL) with one statement alone, outside a transaction: it commits on its own, in one round trip to the server
 // instead of three (BEGIN, INSERT, COMMIT), and its RETURNING tells each request its own
 // count. With the server sharing the CPUs, each round trip waits for its process to be
 // scheduled: under BenchmarkIngest BEGIN alone took 0.6-1.1 ms.
@@ -301,7 +300,7 @@ func (c *Committer) storeAlone(ctx context.Context, batch []*storeRequest, store
 	for attempt := 1; ; attempt++ {
 		clear(stored)
 		clear(byType)
-		err := c.insert(ctx, autocommit{c.db}, nil, batch, stored, byType)
+		err := insertPostgres(ctx, c.db, batch, stored, byType)
 		// Two writers' statements holding the same redelivered events in different orders
 		// can deadlock; PostgreSQL aborts one, which has stored nothing and is tried again.
 		if err == nil || !store.IsBusy(err) || attempt == 5 {

@@ -11,8 +11,8 @@ import (
 	"github.com/linestep/linestep/internal/store"
 )
 
-// maxChunk bounds the rows of one INSERT statement: 10 columns x 256 rows stays under
-// both engines' limits on bound parameters.
+// maxChunk bounds the rows of one INSERT statement on SQLite: 10 columns x 256 rows stays
+// under its limit on bound parameters.
 const maxChunk = 256
 
 // chunkRows is how many of n remaining rows the next INSERT takes. With prepared
@@ -31,27 +31,6 @@ func chunkRows(n int, prepared bool) int {
 // errDuplicates makes the fast attempt at a batch roll back: some of its events were
 // already stored (redeliveries), and only the slower INSERT ... RETURNING tells which.
 var errDuplicates = errors.New("ingest: batch holds events already stored")
-
-// inserter runs the INSERTs: a transaction, or autocommit.
-type inserter interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	Stmt(ctx context.Context, s *sql.Stmt) *sql.Stmt
-}
-
-// autocommit runs each statement on the writer outside any transaction: it commits on
-// its own.
-type autocommit struct{ db *store.DB }
-
-func (a autocommit) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return a.db.ExecContext(ctx, query, args...)
-}
-
-func (a autocommit) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return a.db.WriteQueryContext(ctx, query, args...)
-}
-
-func (a autocommit) Stmt(_ context.Context, s *sql.Stmt) *sql.Stmt { return s }
 
 // prepared returns the prepared plain INSERTs, indexed by log2 of their rows, preparing
 // them on first use; nil for PostgreSQL. It must not be called inside a WriteTx.
@@ -84,7 +63,7 @@ func (c *Committer) prepared(ctx context.Context) ([]*sql.Stmt, error) {
 // as soon as a chunk stores fewer rows than it holds; otherwise it uses INSERT ...
 // RETURNING and counts the new events of each request in stored and of each type in
 // byType.
-func (c *Committer) insert(ctx context.Context, tx inserter, stmts []*sql.Stmt, batch []*storeRequest, stored []int, byType map[string]int) error {
+func (c *Committer) insert(ctx context.Context, tx *store.Tx, stmts []*sql.Stmt, batch []*storeRequest, stored []int, byType map[string]int) error {
 	returning := stored != nil
 	if returning {
 		stmts = nil
@@ -190,4 +169,58 @@ func insertQuery(rows int, returning bool) string {
 	}
 	insertQueries.Store(key, q)
 	return q
+}
+
+// insertPostgres writes the whole batch with one statement outside any transaction (it
+// commits on its own) that takes each column as an array: one statement text whatever
+// the batch's size, prepared once by pgx, with ten parameters instead of ten a row.
+// Against a VALUES list (planned afresh for each row count) it cost the PostgreSQL
+// server 28-30 µs of CPU per event instead of 34 at BenchmarkIngestPaired's 256 senders
+// (batches of about 55). It counts the new events of each request in stored and of each
+// type in byType.
+func insertPostgres(ctx context.Context, db *store.DB, batch []*storeRequest, stored []int, byType map[string]int) error {
+	n := 0
+	for _, req := range batch {
+		n += len(req.events)
+	}
+	channels, ids, types, modes, users := make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+	occurred, received := make([]int64, 0, n), make([]int64, 0, n)
+	redelivered := make([]bool, 0, n)
+	payloads := make([][]byte, 0, n)
+	owner := make(map[string]int, n) // channel and event ID -> request
+	for i, req := range batch {
+		at := store.Millis(req.receivedAt)
+		for j := range req.events {
+			ev := &req.events[j]
+			channels, ids, types, modes, users = append(channels, req.channelID), append(ids, ev.WebhookEventID),
+				append(types, ev.Type), append(modes, ev.Mode), append(users, ev.UserID)
+			occurred, received = append(occurred, ev.Timestamp), append(received, at)
+			redelivered, payloads = append(redelivered, ev.IsRedelivery), append(payloads, []byte(ev.Raw))
+			owner[req.channelID+"\x00"+ev.WebhookEventID] = i
+		}
+	}
+	rows, err := db.WriteQueryContext(ctx, `INSERT INTO webhook_events (channel_id, event_id, type, mode, line_user_id, occurred_at, redelivery,
+		payload, received_at, next_attempt_at)
+		SELECT u.ch, u.id, u.typ, u.mode, u.uid, u.occurred, u.redelivery, u.payload, u.received, u.received
+		FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[], ?::boolean[], ?::bytea[], ?::bigint[])
+			AS u(ch, id, typ, mode, uid, occurred, redelivery, payload, received)
+		ON CONFLICT (channel_id, event_id) DO NOTHING
+		RETURNING channel_id, event_id, type`,
+		channels, ids, types, modes, users, occurred, redelivered, payloads, received)
+	if err != nil {
+		return fmt.Errorf("ingest: insert events: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var ch, id, typ string
+		if err := rows.Scan(&ch, &id, &typ); err != nil {
+			return fmt.Errorf("ingest: insert events: %w", err)
+		}
+		stored[owner[ch+"\x00"+id]]++
+		byType[typ]++
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("ingest: insert events: %w", err)
+	}
+	return nil
 }
