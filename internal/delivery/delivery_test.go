@@ -154,15 +154,9 @@ func (r *rig) received(u string) []emulator.Received {
 
 func (r *rig) record(id int64) delivery.Record {
 	r.t.Helper()
-	var rec delivery.Record
-	all, err := r.svc.ForSource(context.Background(), "api", 0)
+	rec, err := r.svc.Get(context.Background(), id)
 	if err != nil {
 		r.t.Fatal(err)
-	}
-	for _, x := range all {
-		if x.ID == id {
-			rec = x
-		}
 	}
 	return rec
 }

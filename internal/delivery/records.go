@@ -35,9 +35,16 @@ func (s *Service) ForFriend(ctx context.Context, friendID int64, limit int) ([]R
 	return s.query(ctx, `WHERE d.friend_id = ? ORDER BY d.id DESC LIMIT ?`, friendID, limit)
 }
 
-// ForSource returns the deliveries a source (e.g. one enrolment) made, oldest first.
-func (s *Service) ForSource(ctx context.Context, source string, sourceID int64) ([]Record, error) {
-	return s.query(ctx, `WHERE d.source = ? AND d.source_id = ? ORDER BY d.id`, source, sourceID)
+// Get returns one delivery; store.ErrNotFound if there is none with that ID.
+func (s *Service) Get(ctx context.Context, id int64) (Record, error) {
+	recs, err := s.query(ctx, `WHERE d.id = ?`, id)
+	if err != nil {
+		return Record{}, err
+	}
+	if len(recs) == 0 {
+		return Record{}, fmt.Errorf("delivery %d: %w", id, store.ErrNotFound)
+	}
+	return recs[0], nil
 }
 
 func (s *Service) query(ctx context.Context, where string, args ...any) ([]Record, error) {

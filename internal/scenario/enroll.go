@@ -195,7 +195,7 @@ func (s *Service) stopWhere(ctx context.Context, q store.Querier, friendID int64
 	}
 	for _, r := range runs {
 		if match(&r.sc.Definition) {
-			if err := s.stopRun(ctx, q, r.id, reason); err != nil {
+			if err := s.stopRun(ctx, q, r.id, friendID, reason); err != nil {
 				return err
 			}
 		}
@@ -230,15 +230,16 @@ func (s *Service) activeRuns(ctx context.Context, q store.Querier, friendID int6
 	return out, rows.Err()
 }
 
-// stopRun ends a run early and cancels what it queued and was not yet sent.
-func (s *Service) stopRun(ctx context.Context, q store.Querier, id int64, reason string) error {
+// stopRun ends a friend's run early and cancels what it queued and was not yet sent
+// (found through the friend: deliveries are indexed by source for broadcasts only).
+func (s *Service) stopRun(ctx context.Context, q store.Querier, id, friendID int64, reason string) error {
 	now := store.Millis(s.clock.Now())
 	if _, err := q.ExecContext(ctx, `UPDATE enrollments SET state = ?, stop_reason = ?, due_at = NULL, reply_token = '', updated_at = ?
 		WHERE id = ? AND state = ?`, Stopped, reason, now, id, Active); err != nil {
 		return fmt.Errorf("scenario: stop: %w", err)
 	}
-	if _, err := q.ExecContext(ctx, `UPDATE deliveries SET state = ?, last_error = ? WHERE source = 'scenario' AND source_id = ? AND state = ?`,
-		delivery.Cancelled, "scenario stopped: "+reason, id, delivery.Pending); err != nil {
+	if _, err := q.ExecContext(ctx, `UPDATE deliveries SET state = ?, last_error = ? WHERE friend_id = ? AND source = 'scenario'
+		AND source_id = ? AND state = ?`, delivery.Cancelled, "scenario stopped: "+reason, friendID, id, delivery.Pending); err != nil {
 		return fmt.Errorf("scenario: stop: %w", err)
 	}
 	return nil
@@ -277,7 +278,7 @@ func (s *Service) Stop(ctx context.Context, q store.Querier, channelID string, f
 	if err != nil {
 		return fmt.Errorf("scenario: stop: %w", err)
 	}
-	return s.stopRun(ctx, q, id, reason)
+	return s.stopRun(ctx, q, id, friendID, reason)
 }
 
 // Enrolments lists a friend's runs, newest first.

@@ -258,7 +258,7 @@ func (r *stepRun) advance(ctx context.Context, d due) error {
 		}
 	}
 	if !d.following {
-		return s.stopRun(ctx, r.tx, d.id, StopBlocked)
+		return s.stopRun(ctx, r.tx, d.id, d.friendID, StopBlocked)
 	}
 	sc, err := r.scenario(ctx, d.scenarioID)
 	if err != nil {

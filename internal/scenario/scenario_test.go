@@ -548,3 +548,65 @@ steps:
 		}
 	})
 }
+
+// What a run queued and LINE has not been handed yet is cancelled when the run stops or
+// its scenario is deleted; another friend's deliveries from the same scenario stay. (A
+// personalised step's deliveries wait as pending until the dispatcher claims them; here
+// they are due later, so that none is claimed meanwhile.)
+func TestStoppingARunCancelsWhatItQueued(t *testing.T) {
+	testutil.EachDSN(t, func(t *testing.T, dsn string) {
+		h := servertest.Start(t, dsn)
+		save(t, h, "course", `
+trigger: {type: manual}
+steps:
+  - {key: one, timing: {after: 1h}, messages: [{type: text, text: later}]}
+`)
+		ua, a := follow(t, h, "A")
+		ub, b := follow(t, h, "B")
+		queue := func(user string, friendID int64) int64 {
+			t.Helper()
+			if _, err := h.Srv.Scenarios.Start(ctx, h.Srv.DB, h.Ch, friendID, "course"); err != nil {
+				t.Fatal(err)
+			}
+			var id int64
+			err := h.Srv.DB.WriteTx(ctx, func(tx *store.Tx) error {
+				var err error
+				id, err = h.Srv.Delivery.Enqueue(ctx, tx, delivery.Item{ChannelID: h.Ch, FriendID: friendID, LineUserID: user,
+					Source: "scenario", SourceID: enrolment(t, h, friendID, "course").ID, SourceRef: "one",
+					Messages: []json.RawMessage{json.RawMessage(`{"type":"text","text":"later"}`)}, DueAt: h.Clk.Now().Add(time.Hour)})
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return id
+		}
+		da, db := queue(ua, a), queue(ub, b)
+		state := func(id int64) string {
+			t.Helper()
+			rec, err := h.Srv.Delivery.Get(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rec.State + " " + rec.LastError
+		}
+
+		if err := h.Srv.Scenarios.Stop(ctx, h.Srv.DB, h.Ch, a, "course", scenario.StopManual); err != nil {
+			t.Fatal(err)
+		}
+		if got := state(da); got != "cancelled scenario stopped: manual" {
+			t.Errorf("stopped run's delivery: %q", got)
+		}
+		if got := state(db); got != "pending " {
+			t.Errorf("the other friend's delivery: %q, want it still pending", got)
+		}
+
+		err := h.Srv.DB.WriteTx(ctx, func(tx *store.Tx) error { return h.Srv.Scenarios.Delete(ctx, tx, h.Ch, "course") })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := state(db); got != "cancelled scenario deleted" {
+			t.Errorf("deleted scenario's delivery: %q", got)
+		}
+	})
+}

@@ -313,9 +313,11 @@ func (s *Service) Delete(ctx context.Context, tx *store.Tx, channelID, key strin
 	if err != nil {
 		return err
 	}
+	// 'pending' is written out so that both engines read the deliveries through the index
+	// of pending ones (a partial index is used only for a predicate known when planning).
 	if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = ?, last_error = 'scenario deleted'
-		WHERE source = 'scenario' AND state = ? AND source_id IN (SELECT id FROM enrollments WHERE scenario_id = ?)`,
-		delivery.Cancelled, delivery.Pending, sc.ID); err != nil {
+		WHERE state = 'pending' AND source = 'scenario' AND source_id IN (SELECT id FROM enrollments WHERE scenario_id = ?)`,
+		delivery.Cancelled, sc.ID); err != nil {
 		return fmt.Errorf("scenario: delete: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, "DELETE FROM scenarios WHERE id = ?", sc.ID); err != nil {
