@@ -65,6 +65,10 @@ type Config struct {
 	Chunk int
 	// PollInterval is how often scheduled broadcasts are looked for; default 1 s.
 	PollInterval time.Duration
+	// Expanders is how many chunks are written at once, each in a lane of its own of a
+	// broadcast's friends; default 2 on PostgreSQL, which writes them in parallel, and 1
+	// on SQLite, which has one writer.
+	Expanders int
 }
 
 // Service creates, expands and cancels broadcasts.
@@ -93,6 +97,12 @@ func New(db *store.DB, clk clock.Clock, friends *friend.Service, deliveries *del
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
+	}
+	if cfg.Expanders <= 0 {
+		cfg.Expanders = 1
+		if db.Dialect() == store.Postgres {
+			cfg.Expanders = 2
+		}
 	}
 	return &Service{db: db, clock: clk, friends: friends, deliveries: deliveries, logger: logger, cfg: cfg,
 		identicalChunk: identicalChunk, wake: make(chan struct{}, 1)}
@@ -223,13 +233,18 @@ type storedTemplate struct {
 
 const columns = `id, channel_id, name, segment, template, state, scheduled_at, started_at, finished_at, recipients, skipped, last_error, created_by, created_at`
 
-func scan(row interface{ Scan(...any) error }) (Broadcast, error) {
+// bColumns is columns of broadcasts b, for a query that joins it.
+const bColumns = `b.id, b.channel_id, b.name, b.segment, b.template, b.state, b.scheduled_at, b.started_at, b.finished_at, b.recipients,
+	b.skipped, b.last_error, b.created_by, b.created_at`
+
+// scan reads a broadcast's columns, then any that follow them into more.
+func scan(row interface{ Scan(...any) error }, more ...any) (Broadcast, error) {
 	var b Broadcast
 	var seg, tpl string
 	var sched, created int64
 	var started, finished sql.NullInt64
-	if err := row.Scan(&b.ID, &b.ChannelID, &b.Name, &seg, &tpl, &b.State, &sched, &started, &finished, &b.Recipients, &b.Skipped,
-		&b.LastError, &b.CreatedBy, &created); err != nil {
+	if err := row.Scan(append([]any{&b.ID, &b.ChannelID, &b.Name, &seg, &tpl, &b.State, &sched, &started, &finished, &b.Recipients,
+		&b.Skipped, &b.LastError, &b.CreatedBy, &created}, more...)...); err != nil {
 		return Broadcast{}, err
 	}
 	if err := json.Unmarshal([]byte(seg), &b.Segment); err != nil {

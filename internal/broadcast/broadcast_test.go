@@ -456,3 +456,145 @@ func TestIdenticalBroadcastWrittenBySQL(t *testing.T) {
 		}
 	})
 }
+
+// A broadcast to many is split into lanes that several expanders write at once: every
+// friend gets it once, the counts add up across lanes, and it is done only when every
+// lane is (whichever expander finishes last).
+func TestLanesExpandAtOnce(t *testing.T) {
+	testutil.EachDSN(t, func(t *testing.T, dsn string) {
+		h := servertest.StartWith(t, dsn, func(c *server.Config) {
+			// Chunks of 50: 1,003 friends make three lanes, each many chunks long.
+			c.Broadcasts = broadcast.Config{Chunk: 50, PollInterval: time.Hour, Expanders: 3}
+		})
+		fs := addFriends(t, h, 1003, func(int) string { return "" })
+		b := create(t, h, broadcast.Broadcast{Template: text("三つに分けて"), ScheduledAt: h.Clk.Now().Add(time.Minute)})
+		h.Clk.Advance(time.Minute)
+		// Three expanders at once here, besides the server's own three, which the split
+		// wakes: a lane one of them holds is left to it, so wait for the broadcast after.
+		errs := make(chan error, 3)
+		for range 3 {
+			go func() {
+				for {
+					more, err := h.Srv.Broadcasts.Expand(ctx)
+					if err != nil || !more {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		for range 3 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		h.Eventually("every lane written", func() bool {
+			b, _ = h.Srv.Broadcasts.Get(ctx, h.Ch, b.ID)
+			return b.State != broadcast.Sending
+		})
+		var lanes, open int
+		if err := h.Srv.DB.QueryRowContext(ctx, "SELECT COUNT(*), COALESCE(SUM(CASE WHEN done THEN 0 ELSE 1 END), 0) FROM broadcast_lanes WHERE broadcast_id = ?",
+			b.ID).Scan(&lanes, &open); err != nil {
+			t.Fatal(err)
+		}
+		if lanes != 3 || open != 0 {
+			t.Fatalf("%d lanes, %d not done; want 3, all done", lanes, open)
+		}
+		if b, _ = h.Srv.Broadcasts.Get(ctx, h.Ch, b.ID); b.State != broadcast.Done || b.Recipients != len(fs) || b.FinishedAt.IsZero() {
+			t.Fatalf("after expansion: %+v", b)
+		}
+		defer tickClock(h)()
+		drain(t, h)
+		for i, f := range fs {
+			if g := got(t, h, f.user); len(g) != 1 {
+				t.Fatalf("friend %d received %q", i, g)
+			}
+		}
+		if p, _ := h.Srv.Broadcasts.Progress(ctx, b.ID); p[delivery.Sent] != len(fs) {
+			t.Fatalf("progress %v", p)
+		}
+	})
+}
+
+// Cancelling a broadcast stops all its lanes: a chunk written at the same moment is
+// either cancelled with the rest or undone.
+func TestCancelStopsEveryLane(t *testing.T) {
+	testutil.EachDSN(t, func(t *testing.T, dsn string) {
+		h := servertest.StartWith(t, dsn, func(c *server.Config) {
+			c.Broadcasts = broadcast.Config{Chunk: 50, PollInterval: time.Hour, Expanders: 2}
+		})
+		fs := addFriends(t, h, 3000, func(int) string { return "" })
+		b := create(t, h, broadcast.Broadcast{Template: text("止まる配信"), ScheduledAt: h.Clk.Now().Add(time.Minute)})
+		queued := func() int {
+			t.Helper()
+			var n int
+			if err := h.Srv.DB.QueryRowContext(ctx, "SELECT COUNT(*) FROM deliveries WHERE source = 'broadcast' AND source_id = ?", b.ID).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		h.Clk.Advance(time.Minute)
+		for range 3 {
+			if more, err := h.Srv.Broadcasts.Expand(ctx); err != nil || !more {
+				t.Fatalf("a chunk: %v %v", more, err)
+			}
+		}
+		// Two expanders keep going while it is cancelled.
+		stop := make(chan struct{})
+		done := make(chan error, 2)
+		for range 2 {
+			go func() {
+				for {
+					select {
+					case <-stop:
+						done <- nil
+						return
+					default:
+					}
+					if _, err := h.Srv.Broadcasts.Expand(ctx); err != nil {
+						done <- err
+						return
+					}
+				}
+			}()
+		}
+		n, err := h.Srv.Broadcasts.Cancel(ctx, h.Ch, b.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		atCancel := queued()
+		time.Sleep(20 * time.Millisecond) // the expanders' chunks in flight end meanwhile
+		close(stop)
+		for range 2 {
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if b, _ = h.Srv.Broadcasts.Get(ctx, h.Ch, b.ID); b.State != broadcast.Cancelled {
+			t.Fatalf("after cancel: %+v", b)
+		}
+		if more, err := h.Srv.Broadcasts.Expand(ctx); err != nil || more {
+			t.Fatalf("expanding after cancel: %v %v", more, err)
+		}
+		defer tickClock(h)()
+		drain(t, h)
+		received := 0
+		for _, f := range fs {
+			switch g := got(t, h, f.user); len(g) {
+			case 0:
+			case 1:
+				received++
+			default:
+				t.Fatalf("received twice: %q", g)
+			}
+		}
+		if q := queued(); q != atCancel || q != b.Recipients {
+			t.Fatalf("%d deliveries queued when cancelled, %d after, %d recipients counted", atCancel, q, b.Recipients)
+		}
+		after, _ := h.Srv.Broadcasts.Get(ctx, h.Ch, b.ID)
+		p, _ := h.Srv.Broadcasts.Progress(ctx, b.ID)
+		if after.Recipients != b.Recipients || received+int(n) != b.Recipients || p[delivery.Sent] != received || p[delivery.Cancelled] != int(n) {
+			t.Fatalf("recipients %d then %d, received %d, cancelled %d, progress %v", b.Recipients, after.Recipients, received, n, p)
+		}
+	})
+}
