@@ -347,11 +347,90 @@ func (s *Service) Cancel(ctx context.Context, channelID string, id int64) (int64
 	return cancelled, err
 }
 
-// Progress counts a broadcast's deliveries by state.
+// Progress counts a broadcast's deliveries by state: those in the outbox, and those the
+// retention job has deleted (AddExpired).
 func (s *Service) Progress(ctx context.Context, id int64) (map[string]int, error) {
 	out, err := delivery.CountStates(ctx, s.db, "source = 'broadcast' AND source_id = ?", id)
 	if err != nil {
 		return nil, fmt.Errorf("broadcast: progress: %w", err)
 	}
+	var expired string
+	if err := s.db.QueryRowContext(ctx, "SELECT expired_counts FROM broadcasts WHERE id = ?", id).Scan(&expired); err != nil &&
+		!errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("broadcast: progress: %w", err)
+	}
+	if err := addCounts(out, expired); err != nil {
+		return nil, fmt.Errorf("broadcast %d: %w", id, err)
+	}
 	return out, nil
+}
+
+// addCounts adds the counts stored in a broadcast's expired_counts to sum.
+func addCounts(sum map[string]int, stored string) error {
+	if stored == "" {
+		return nil
+	}
+	var counts map[string]int
+	if err := json.Unmarshal([]byte(stored), &counts); err != nil {
+		return fmt.Errorf("expired counts: %w", err)
+	}
+	for state, n := range counts {
+		sum[state] += n
+	}
+	return nil
+}
+
+// AddExpired is the delivery retention job's hook (delivery.ExpireHook): before the
+// deliveries matching where are deleted, their counts by state are added to their
+// broadcasts', so that a broadcast's progress still adds up after its deliveries are gone.
+func (s *Service) AddExpired(ctx context.Context, tx *store.Tx, where string, args ...any) error {
+	rows, err := tx.QueryContext(ctx, `SELECT x.source_id, `+delivery.StateSQL("x", "b")+`, SUM(x.n) FROM
+		(SELECT source_id, state, batch_id, COUNT(*) AS n FROM deliveries WHERE source = 'broadcast' AND `+where+`
+			GROUP BY source_id, state, batch_id) x
+		LEFT JOIN batches b ON b.id = x.batch_id GROUP BY 1, 2 ORDER BY 1`, args...)
+	if err != nil {
+		return fmt.Errorf("broadcast: expired counts: %w", err)
+	}
+	counts := map[int64]map[string]int{}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		var state string
+		var n int
+		if err := rows.Scan(&id, &state, &n); err != nil {
+			rows.Close()
+			return fmt.Errorf("broadcast: expired counts: %w", err)
+		}
+		if counts[id] == nil {
+			counts[id] = map[string]int{}
+			ids = append(ids, id)
+		}
+		counts[id][state] += n
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("broadcast: expired counts: %w", err)
+	}
+	for _, id := range ids {
+		var expired string
+		err := tx.QueryRowContext(ctx, "SELECT expired_counts FROM broadcasts WHERE id = ?", id).Scan(&expired)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue // deleted with its channel meanwhile
+		}
+		if err != nil {
+			return fmt.Errorf("broadcast: expired counts: %w", err)
+		}
+		sum := counts[id]
+		if err := addCounts(sum, expired); err != nil {
+			return fmt.Errorf("broadcast %d: %w", id, err)
+		}
+		b, err := json.Marshal(sum)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE broadcasts SET expired_counts = ? WHERE id = ?", string(b), id); err != nil {
+			return fmt.Errorf("broadcast: expired counts: %w", err)
+		}
+	}
+	return nil
 }

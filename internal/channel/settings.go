@@ -22,13 +22,23 @@ type Settings struct {
 	// QuietHours like "21:00-09:00": scenario steps due inside them wait for their end.
 	// Empty: none.
 	QuietHours string
+	// DeliveryRetentionDays is how long what was sent (deliveries and their calls) is
+	// kept, ConversationRetentionDays the conversation log; 0 keeps them.
+	DeliveryRetentionDays, ConversationRetentionDays int
 }
+
+// Retention bounds: at least a month (the dashboard counts sends over the last week, and
+// LINE remembers a call's retry key for a day), at most ten years.
+const (
+	MinRetentionDays = 30
+	MaxRetentionDays = 3650
+)
 
 // Settings returns a channel's settings.
 func (s *Service) Settings(ctx context.Context, id string) (Settings, error) {
 	var st Settings
-	err := s.db.QueryRowContext(ctx, "SELECT name, time_zone, quiet_hours FROM channels WHERE id = ?", id).
-		Scan(&st.Name, &st.TimeZone, &st.QuietHours)
+	err := s.db.QueryRowContext(ctx, `SELECT name, time_zone, quiet_hours, delivery_retention_days, conversation_retention_days
+		FROM channels WHERE id = ?`, id).Scan(&st.Name, &st.TimeZone, &st.QuietHours, &st.DeliveryRetentionDays, &st.ConversationRetentionDays)
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Settings{}, fmt.Errorf("channel %s: %w", id, store.ErrNotFound)
@@ -62,6 +72,16 @@ func CheckSettings(st *Settings) message.Problems {
 			JA: "配信停止時間は開始と終了を「21:00」「09:00」のように入力してください（同じ時刻は不可）",
 			EN: "give the start and end of the quiet hours as HH:MM, e.g. 21:00 and 09:00 (not the same time)"})
 	}
+	for _, r := range []struct {
+		path string
+		days int
+	}{{"delivery_retention_days", st.DeliveryRetentionDays}, {"conversation_retention_days", st.ConversationRetentionDays}} {
+		if r.days != 0 && (r.days < MinRetentionDays || r.days > MaxRetentionDays) {
+			ps = append(ps, message.Problem{Path: r.path,
+				JA: fmt.Sprintf("保存期間は%d日から%d日の間で入力してください（0はすべて保存）", MinRetentionDays, MaxRetentionDays),
+				EN: fmt.Sprintf("give a retention of %d to %d days (0 keeps everything)", MinRetentionDays, MaxRetentionDays)})
+		}
+	}
 	return ps
 }
 
@@ -71,7 +91,8 @@ func (s *Service) SaveSettings(ctx context.Context, q store.Querier, id string, 
 	if ps := CheckSettings(&st); ps != nil {
 		return ps
 	}
-	return s.update(ctx, q, "save settings", id, "name = ?, time_zone = ?, quiet_hours = ?", st.Name, st.TimeZone, st.QuietHours)
+	return s.update(ctx, q, "save settings", id, `name = ?, time_zone = ?, quiet_hours = ?, delivery_retention_days = ?,
+		conversation_retention_days = ?`, st.Name, st.TimeZone, st.QuietHours, st.DeliveryRetentionDays, st.ConversationRetentionDays)
 }
 
 // normQuietHours reads "21:00-09:00" the way the scenario runner does (which cannot be

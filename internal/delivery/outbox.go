@@ -120,6 +120,10 @@ type Service struct {
 
 	installID string // part of every retry key: two databases never share keys
 
+	// The retention job's audit log and hook (SetRetention).
+	audit        AuditFunc
+	beforeExpire ExpireHook
+
 	// fullMembers is insertMembers' statement for a full chunk on SQLite, compiled once
 	// (Prepare): compiling its 4,000 parameters took longer than running it.
 	prepareMu   sync.Mutex

@@ -71,7 +71,8 @@ type Service struct {
 	fieldSet      []FieldSetFunc
 	profileStored []func()
 
-	audit AuditFunc // where the retention job records its deletions
+	audit           AuditFunc  // where the retention job records its deletions
+	messagesExpired ExpiryHook // who is told of deleted messages (the inbox)
 }
 
 // TagAddedFunc learns, inside the writing transaction, that a friend got a tag.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/linestep/linestep/internal/audit"
+	"github.com/linestep/linestep/internal/channel"
 	"github.com/linestep/linestep/internal/store"
 )
 
@@ -29,11 +30,15 @@ type AuditFunc func(ctx context.Context, tx *store.Tx, rec audit.Record) error
 // SetAudit sets where the retention job records its deletions; set before serving.
 func (s *Service) SetAudit(f AuditFunc) { s.audit = f }
 
-// RunRetention deletes expired field values until ctx is done.
+// RunRetention deletes expired field values and conversations every hour until ctx is
+// done.
 func (s *Service) RunRetention(ctx context.Context) error {
 	for {
 		if _, err := s.ExpireFieldValues(ctx); err != nil && ctx.Err() == nil {
 			s.logger.Error("friend: retention round failed", "err", err)
+		}
+		if _, err := s.ExpireConversations(ctx); err != nil && ctx.Err() == nil {
+			s.logger.Error("friend: conversation retention round failed", "err", err)
 		}
 		if s.clock.Sleep(ctx, retentionInterval) != nil {
 			return nil
@@ -108,4 +113,73 @@ func (s *Service) expireChunk(ctx context.Context, f Field) (int, error) {
 		return 0, fmt.Errorf("friend: retention of field %s: %w", f.Key, err)
 	}
 	return int(n), nil
+}
+
+// Conversations: a channel keeps its conversation log (what friends wrote, what staff
+// and the account answered) for its conversation_retention_days (0: for ever). The
+// newest message of the whole table is never deleted: SQLite gives a new row the highest
+// ID plus one, and the inbox counts a friend's messages by increasing ID.
+
+// ExpiryHook is told, inside the deleting transaction, that a channel's messages written
+// before a time were deleted: the inbox clears what it shows of them (its previews).
+type ExpiryHook func(ctx context.Context, tx *store.Tx, channelID string, before time.Time) error
+
+// SetConversationExpiry sets who is told of deleted messages; set before serving.
+func (s *Service) SetConversationExpiry(f ExpiryHook) { s.messagesExpired = f }
+
+// ExpireConversations deletes, for every channel with a conversation retention, the
+// messages written longer ago than it, and returns how many it deleted.
+func (s *Service) ExpireConversations(ctx context.Context) (int, error) {
+	chs, err := channel.Retentions(ctx, s.db, channel.KeepConversations)
+	if err != nil {
+		return 0, fmt.Errorf("friend: conversation retention: %w", err)
+	}
+	total := 0
+	for _, c := range chs {
+		for {
+			n, err := s.expireMessages(ctx, c.ChannelID, c.Days)
+			total += n
+			if err != nil {
+				return total, fmt.Errorf("friend: conversation retention of channel %s: %w", c.ChannelID, err)
+			}
+			if n < retentionChunk {
+				break
+			}
+		}
+	}
+	return total, nil
+}
+
+// expireMessages deletes up to retentionChunk of a channel's expired messages, with the
+// audit record of the deletion, in one transaction.
+func (s *Service) expireMessages(ctx context.Context, channelID string, days int) (int, error) {
+	before := s.clock.Now().Add(-time.Duration(days) * 24 * time.Hour)
+	cutoff := store.Millis(before)
+	var n int64
+	err := s.db.WriteTx(ctx, func(tx *store.Tx) error {
+		if err := channel.LockForRetention(ctx, tx, channelID); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE id IN
+			(SELECT id FROM messages WHERE channel_id = ? AND occurred_at < ? AND id < (SELECT MAX(id) FROM messages)
+				ORDER BY occurred_at LIMIT ?)`, channelID, cutoff, retentionChunk)
+		if err != nil {
+			return err
+		}
+		if n, err = res.RowsAffected(); err != nil || n == 0 {
+			return err
+		}
+		if s.messagesExpired != nil {
+			if err := s.messagesExpired(ctx, tx, channelID, before); err != nil {
+				return err
+			}
+		}
+		if s.audit == nil {
+			return nil
+		}
+		return s.audit(ctx, tx, audit.Record{Actor: audit.System("retention"), Action: audit.RetentionDelete, ChannelID: channelID,
+			Subject: "channel:" + channelID, Fields: []string{"messages"},
+			Detail: map[string]string{"messages": strconv.FormatInt(n, 10), "retention_days": strconv.Itoa(days)}})
+	})
+	return int(n), err
 }

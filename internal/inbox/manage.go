@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/linestep/linestep/internal/store"
 )
@@ -87,6 +88,17 @@ func found(res sql.Result, friendID int64) error {
 	}
 	if n == 0 {
 		return fmt.Errorf("inbox: conversation of friend %d: %w", friendID, store.ErrNotFound)
+	}
+	return nil
+}
+
+// ForgetPreviews is the friend service's hook for deleted messages
+// (friend.SetConversationExpiry): a conversation whose newest message was written before
+// the channel's retention no longer shows its first characters either.
+func (s *Service) ForgetPreviews(ctx context.Context, tx *store.Tx, channelID string, before time.Time) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE conversations SET preview_direction = '', preview_kind = '', preview_text = ''
+		WHERE channel_id = ? AND last_activity_at < ? AND preview_kind <> ''`, channelID, store.Millis(before)); err != nil {
+		return fmt.Errorf("inbox: forget previews: %w", err)
 	}
 	return nil
 }

@@ -205,7 +205,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		_, err := s.Audit.Append(ctx, tx, rec)
 		return err
 	}
-	s.Friends.SetAudit(s.Staff.Audit) // field values deleted after their retention
+	s.Friends.SetAudit(s.Staff.Audit) // field values and conversations deleted after their retention
+	s.Friends.SetConversationExpiry(s.Inbox.ForgetPreviews)
+	// What was sent, deleted after the channel's retention; broadcasts keep their counts.
+	s.Delivery.SetRetention(s.Staff.Audit, s.Broadcasts.AddExpired)
 	// Suspicious sign-ins are shown in the console; they can also go to a webhook (a chat
 	// room, an on-call tool) and to a LINE user (the owner's phone) through a channel.
 	var notify staff.Notifiers
@@ -259,6 +262,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	workers.Go(func() { s.Friends.RunProfileFetcher(workCtx) })
 	workers.Go(func() { s.Friends.RunRetention(workCtx) })
 	workers.Go(func() { s.Delivery.Run(workCtx) })
+	workers.Go(func() { s.Delivery.RunRetention(workCtx) })
 	workers.Go(func() { s.Scenarios.Run(workCtx) })
 	workers.Go(func() { s.RichMenus.Run(workCtx) })
 	workers.Go(func() { s.Broadcasts.Run(workCtx) })
