@@ -155,6 +155,10 @@ func NewLog(db *store.DB, clk clock.Clock) *Log { return &Log{db: db, clock: clk
 // 64-bit number, distinct from the migration lock.
 const lockKey int64 = 0x61756469746c6f67
 
+// AppendFunc appends a record inside tx: how services that do not hold the Log (the
+// retention jobs, sign-in) write to it, in the transaction of what they record.
+type AppendFunc func(ctx context.Context, tx *store.Tx, rec Record) error
+
 // Append adds rec to the log inside tx, the transaction of the act it records, and
 // returns it as stored. Appends are serialised until tx ends (on PostgreSQL by an
 // advisory lock, on SQLite by its single writer), so that the chain never forks: append

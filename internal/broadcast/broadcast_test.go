@@ -121,6 +121,23 @@ func tickClock(h *servertest.Harness) (stop func()) {
 	return func() { close(done) }
 }
 
+// receivedOnce counts the friends who received something, failing the test if one
+// received more than once.
+func receivedOnce(t *testing.T, h *servertest.Harness, fs []member) int {
+	t.Helper()
+	received := 0
+	for _, f := range fs {
+		switch g := got(t, h, f.user); len(g) {
+		case 0:
+		case 1:
+			received++
+		default:
+			t.Fatalf("received twice: %q", g)
+		}
+	}
+	return received
+}
+
 // got returns the texts a user received and how.
 func got(t *testing.T, h *servertest.Harness, u string) []string {
 	t.Helper()
@@ -330,16 +347,7 @@ func TestCancelInFlight(t *testing.T) {
 		}
 		defer tickClock(h)()
 		drain(t, h)
-		received := 0
-		for _, f := range fs {
-			switch g := got(t, h, f.user); len(g) {
-			case 0:
-			case 1:
-				received++
-			default:
-				t.Fatalf("received twice: %q", g)
-			}
-		}
+		received := receivedOnce(t, h, fs)
 		// The server's own expander may have taken chunks too (its first round can come
 		// after the clock moved): what was queued is a whole number of chunks, and once
 		// cancelled, nothing more is.
@@ -578,16 +586,7 @@ func TestCancelStopsEveryLane(t *testing.T) {
 		}
 		defer tickClock(h)()
 		drain(t, h)
-		received := 0
-		for _, f := range fs {
-			switch g := got(t, h, f.user); len(g) {
-			case 0:
-			case 1:
-				received++
-			default:
-				t.Fatalf("received twice: %q", g)
-			}
-		}
+		received := receivedOnce(t, h, fs)
 		if q := queued(); q != atCancel || q != b.Recipients {
 			t.Fatalf("%d deliveries queued when cancelled, %d after, %d recipients counted", atCancel, q, b.Recipients)
 		}

@@ -392,22 +392,10 @@ func (s *Service) insertBatches(ctx context.Context, tx *store.Tx, nbs []newBatc
 
 // nextBatchIDs reserves n batch IDs.
 func nextBatchIDs(ctx context.Context, tx *store.Tx, n int) ([]int64, error) {
-	ids := make([]int64, 0, n)
 	if tx.Dialect() == store.Postgres {
-		rows, err := tx.QueryContext(ctx, `SELECT nextval(pg_get_serial_sequence('batches', 'id')) FROM generate_series(1, ?)`, n)
-		if err != nil {
-			return nil, err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				return nil, err
-			}
-			ids = append(ids, id)
-		}
-		return ids, rows.Err()
+		return queryIDs(ctx, tx, `SELECT nextval(pg_get_serial_sequence('batches', 'id')) FROM generate_series(1, ?)`, n)
 	}
+	ids := make([]int64, 0, n)
 	var last int64
 	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM batches`).Scan(&last); err != nil {
 		return nil, err

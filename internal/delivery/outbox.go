@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/linestep/linestep/internal/audit"
 	"github.com/linestep/linestep/internal/clock"
 	"github.com/linestep/linestep/internal/ingest"
 	"github.com/linestep/linestep/internal/line"
@@ -121,7 +122,7 @@ type Service struct {
 	installID string // part of every retry key: two databases never share keys
 
 	// The retention job's audit log and hook (SetRetention).
-	audit        AuditFunc
+	audit        audit.AppendFunc
 	beforeExpire ExpireHook
 
 	// fullMembers is insertMembers' statement for a full chunk on SQLite, compiled once

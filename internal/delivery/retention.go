@@ -32,9 +32,6 @@ const (
 	retentionLoose = 2000
 )
 
-// AuditFunc appends a record to the audit log inside tx.
-type AuditFunc func(ctx context.Context, tx *store.Tx, rec audit.Record) error
-
 // ExpireHook is told, inside the deleting transaction, which deliveries are about to be
 // deleted: those matching where (a condition over deliveries, unqualified) with args. The
 // broadcast service adds them to its broadcasts' expired counts.
@@ -42,7 +39,7 @@ type ExpireHook func(ctx context.Context, tx *store.Tx, where string, args ...an
 
 // SetRetention sets where the retention job records its deletions and whom it tells
 // first; set both before serving.
-func (s *Service) SetRetention(record AuditFunc, beforeExpire ExpireHook) {
+func (s *Service) SetRetention(record audit.AppendFunc, beforeExpire ExpireHook) {
 	s.audit, s.beforeExpire = record, beforeExpire
 }
 
@@ -101,17 +98,17 @@ func (s *Service) expireChunk(ctx context.Context, channelID string, days int) (
 			Scan(&newestBatch, &newestDelivery); err != nil {
 			return err
 		}
-		batches, err := ids(ctx, tx, `SELECT id FROM batches WHERE channel_id = ? AND state = 'sent' AND sent_at < ? AND id < ?
+		batches, err := queryIDs(ctx, tx, `SELECT id FROM batches WHERE channel_id = ? AND state = 'sent' AND sent_at < ? AND id < ?
 			ORDER BY sent_at LIMIT ?`, channelID, cutoff, newestBatch, retentionBatches)
 		if err != nil {
 			return err
 		}
-		ended, err := ids(ctx, tx, `SELECT id FROM batches WHERE channel_id = ? AND state IN ('failed', 'cancelled') AND created_at < ?
+		ended, err := queryIDs(ctx, tx, `SELECT id FROM batches WHERE channel_id = ? AND state IN ('failed', 'cancelled') AND created_at < ?
 			AND id < ? ORDER BY created_at LIMIT ?`, channelID, cutoff, newestBatch, retentionBatches)
 		if err != nil {
 			return err
 		}
-		loose, err := ids(ctx, tx, `SELECT id FROM deliveries WHERE channel_id = ? AND batch_id IS NULL
+		loose, err := queryIDs(ctx, tx, `SELECT id FROM deliveries WHERE channel_id = ? AND batch_id IS NULL
 			AND state IN ('dropped', 'cancelled', 'failed') AND created_at < ? AND id < ? ORDER BY created_at LIMIT ?`,
 			channelID, cutoff, newestDelivery, retentionLoose)
 		if err != nil {
@@ -162,8 +159,8 @@ func (s *Service) expireChunk(ctx context.Context, channelID string, days int) (
 	return e, more, err
 }
 
-// ids runs a query of one integer column.
-func ids(ctx context.Context, tx *store.Tx, query string, args ...any) ([]int64, error) {
+// queryIDs runs a query of one integer column.
+func queryIDs(ctx context.Context, tx *store.Tx, query string, args ...any) ([]int64, error) {
 	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err

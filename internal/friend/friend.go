@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/linestep/linestep/internal/audit"
 	"github.com/linestep/linestep/internal/clock"
 	"github.com/linestep/linestep/internal/line"
 	"github.com/linestep/linestep/internal/store"
@@ -71,8 +72,8 @@ type Service struct {
 	fieldSet      []FieldSetFunc
 	profileStored []func()
 
-	audit           AuditFunc  // where the retention job records its deletions
-	messagesExpired ExpiryHook // who is told of deleted messages (the inbox)
+	audit           audit.AppendFunc // where the retention job records its deletions
+	messagesExpired ExpiryHook       // who is told of deleted messages (the inbox)
 }
 
 // TagAddedFunc learns, inside the writing transaction, that a friend got a tag.

@@ -24,11 +24,8 @@ const (
 	retentionChunk = 2000
 )
 
-// AuditFunc appends a record to the audit log inside tx.
-type AuditFunc func(ctx context.Context, tx *store.Tx, rec audit.Record) error
-
 // SetAudit sets where the retention job records its deletions; set before serving.
-func (s *Service) SetAudit(f AuditFunc) { s.audit = f }
+func (s *Service) SetAudit(f audit.AppendFunc) { s.audit = f }
 
 // RunRetention deletes expired field values and conversations every hour until ctx is
 // done.

@@ -129,7 +129,7 @@ type Service struct {
 	// Audit, if set, receives an audit record of every sign-in, second-factor and
 	// re-authentication outcome (success or failure), inside the transaction that records
 	// the attempt in the sign-in history: the two commit together.
-	Audit func(ctx context.Context, tx *store.Tx, rec audit.Record) error
+	Audit audit.AppendFunc
 
 	// hashSlots bounds concurrent Argon2 computations: each takes Hashing.Memory, and a
 	// flood of sign-in attempts must not take the server's memory with it.
