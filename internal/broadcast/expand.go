@@ -47,10 +47,9 @@ func (s *Service) runLoop(ctx context.Context) {
 // lane is a range of a broadcast's friends with a cursor of its own (broadcast_lanes):
 // several expanders write one broadcast at once, each through a lane.
 type lane struct {
-	broadcastID int64
-	n           int
-	after       int64         // the lane's friends up to this ID are in the outbox
-	last        sql.NullInt64 // its last friend ID; NULL: no end
+	n     int
+	after int64         // the lane's friends up to this ID are in the outbox
+	last  sql.NullInt64 // its last friend ID; NULL: no end
 }
 
 // errStopped: the broadcast stopped being sent (cancelled, or failed in another lane)
@@ -106,7 +105,6 @@ func (s *Service) claimLane(ctx context.Context, tx *store.Tx, now time.Time) (B
 		FROM broadcasts b JOIN broadcast_lanes l ON l.broadcast_id = b.id
 		WHERE b.state = ? AND b.scheduled_at <= ? AND NOT l.done ORDER BY b.scheduled_at, b.id, l.lane LIMIT 1`+lock,
 		Sending, store.Millis(now)), &l.n, &l.after, &l.last)
-	l.broadcastID = b.ID
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return Broadcast{}, lane{}, fmt.Errorf("broadcast: claim: %w", err)
 	}
@@ -153,7 +151,7 @@ func (s *Service) start(ctx context.Context, tx *store.Tx, now time.Time) (Broad
 		return Broadcast{}, lane{}, fmt.Errorf("broadcast: start: %w", err)
 	}
 	b.State, b.StartedAt = Sending, now
-	first := lane{broadcastID: b.ID}
+	var first lane
 	if len(bounds) > 0 {
 		first.last = sql.NullInt64{Int64: bounds[0], Valid: true}
 	}

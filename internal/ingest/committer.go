@@ -291,10 +291,11 @@ func (c *Committer) storeInTx(ctx context.Context, batch []*storeRequest, stored
 	return nil
 }
 
-// storeAlone stores a batch (PostgreSQL) with one statement alone, outside a transaction: it commits on its own, in one round trip to the server
-// instead of three (BEGIN, INSERT, COMMIT), and its RETURNING tells each request its own
-// count. With the server sharing the CPUs, each round trip waits for its process to be
-// scheduled: under BenchmarkIngest BEGIN alone took 0.6-1.1 ms.
+// storeAlone stores a batch (PostgreSQL) with one statement alone, outside a
+// transaction: it commits on its own, in one round trip to the server instead of three
+// (BEGIN, INSERT, COMMIT), and its RETURNING tells each request its own count. With the
+// server sharing the CPUs, each round trip waits for its process to be scheduled: under
+// BenchmarkIngest BEGIN alone took 0.6-1.1 ms.
 func (c *Committer) storeAlone(ctx context.Context, batch []*storeRequest, stored []int, byType map[string]int) error {
 	delay := 5 * time.Millisecond
 	for attempt := 1; ; attempt++ {
