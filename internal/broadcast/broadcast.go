@@ -315,36 +315,43 @@ func (s *Service) ListBefore(ctx context.Context, channelID string, before int64
 func (s *Service) Cancel(ctx context.Context, channelID string, id int64) (int64, error) {
 	var cancelled int64
 	err := s.db.WriteTx(ctx, func(tx *store.Tx) error {
-		// A done broadcast is all in the outbox; what LINE has not taken can still stop.
-		res, err := tx.ExecContext(ctx, `UPDATE broadcasts SET state = ?, finished_at = COALESCE(finished_at, ?), updated_at = ?
-			WHERE id = ? AND channel_id = ? AND state <> ?`,
-			Cancelled, store.Millis(s.clock.Now()), store.Millis(s.clock.Now()), id, channelID, Cancelled)
-		if err != nil {
-			return fmt.Errorf("broadcast: cancel: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			var state string
-			err := tx.QueryRowContext(ctx, "SELECT state FROM broadcasts WHERE id = ? AND channel_id = ?", id, channelID).Scan(&state)
-			if errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("broadcast %d: %w", id, store.ErrNotFound)
-			}
-			return err // already cancelled: nothing more to do
-		}
-		res, err = tx.ExecContext(ctx, "UPDATE deliveries SET state = ?, last_error = 'broadcast cancelled' WHERE source = 'broadcast' AND source_id = ? AND state = ?",
-			delivery.Cancelled, id, delivery.Pending)
-		if err != nil {
-			return fmt.Errorf("broadcast: cancel: %w", err)
-		}
-		cancelled, _ = res.RowsAffected()
-		// Identical content waits in whole batches: those no dispatcher has claimed yet.
-		n, err := s.deliveries.CancelQueued(ctx, tx, "broadcast", id, "broadcast cancelled")
-		if err != nil {
-			return fmt.Errorf("broadcast: cancel: %w", err)
-		}
-		cancelled += n
-		return nil
+		var err error
+		cancelled, err = s.CancelTx(ctx, tx, channelID, id)
+		return err
 	})
 	return cancelled, err
+}
+
+// CancelTx is Cancel inside the caller's transaction (the console's, which records the
+// act in the audit log in the same transaction).
+func (s *Service) CancelTx(ctx context.Context, tx *store.Tx, channelID string, id int64) (int64, error) {
+	// A done broadcast is all in the outbox; what LINE has not taken can still stop.
+	res, err := tx.ExecContext(ctx, `UPDATE broadcasts SET state = ?, finished_at = COALESCE(finished_at, ?), updated_at = ?
+		WHERE id = ? AND channel_id = ? AND state <> ?`,
+		Cancelled, store.Millis(s.clock.Now()), store.Millis(s.clock.Now()), id, channelID, Cancelled)
+	if err != nil {
+		return 0, fmt.Errorf("broadcast: cancel: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		var state string
+		err := tx.QueryRowContext(ctx, "SELECT state FROM broadcasts WHERE id = ? AND channel_id = ?", id, channelID).Scan(&state)
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, fmt.Errorf("broadcast %d: %w", id, store.ErrNotFound)
+		}
+		return 0, err // already cancelled: nothing more to do
+	}
+	res, err = tx.ExecContext(ctx, "UPDATE deliveries SET state = ?, last_error = 'broadcast cancelled' WHERE source = 'broadcast' AND source_id = ? AND state = ?",
+		delivery.Cancelled, id, delivery.Pending)
+	if err != nil {
+		return 0, fmt.Errorf("broadcast: cancel: %w", err)
+	}
+	cancelled, _ := res.RowsAffected()
+	// Identical content waits in whole batches: those no dispatcher has claimed yet.
+	n, err := s.deliveries.CancelQueued(ctx, tx, "broadcast", id, "broadcast cancelled")
+	if err != nil {
+		return 0, fmt.Errorf("broadcast: cancel: %w", err)
+	}
+	return cancelled + n, nil
 }
 
 // Progress counts a broadcast's deliveries by state: those in the outbox, and those the

@@ -426,15 +426,16 @@ func (c *Console) broadcastCancel(w http.ResponseWriter, r *http.Request, q *req
 		c.render(w, r, http.StatusNotFound, "error", "error.notfound", q, "error.notfound")
 		return
 	}
-	// Cancel runs its own transaction; the audit record follows it. A record missing
-	// after a crash between the two would understate, never invent, an act.
-	n, err := c.Broadcasts.Cancel(r.Context(), q.Channel.ID, id)
-	if err == nil {
-		err = c.DB.WriteTx(r.Context(), func(tx *store.Tx) error {
-			return c.record(r.Context(), tx, r, q, audit.Record{Action: "broadcast.cancel", Subject: audit.Subject("broadcast", id),
-				Detail: map[string]string{"cancelled_deliveries": strconv.FormatInt(n, 10)}})
-		})
-	}
+	// The audit record is written in the cancel's own transaction: both happen, or neither.
+	var n int64
+	err := c.DB.WriteTx(r.Context(), func(tx *store.Tx) error {
+		var err error
+		if n, err = c.Broadcasts.CancelTx(r.Context(), tx, q.Channel.ID, id); err != nil {
+			return err
+		}
+		return c.record(r.Context(), tx, r, q, audit.Record{Action: "broadcast.cancel", Subject: audit.Subject("broadcast", id),
+			Detail: map[string]string{"cancelled_deliveries": strconv.FormatInt(n, 10)}})
+	})
 	if err != nil {
 		c.fail(w, r, q, err)
 		return

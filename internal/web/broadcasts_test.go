@@ -14,6 +14,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/linestep/linestep/internal/audit"
 	"github.com/linestep/linestep/internal/broadcast"
 	"github.com/linestep/linestep/internal/servertest"
 )
@@ -143,6 +144,10 @@ func TestBroadcastFormConfirmsQueuesAndCancels(t *testing.T) {
 		cancelled := ctRedirect(t, "cancel", res, page)
 		if bc, _ := h.Srv.Broadcasts.Get(ctx, h.Ch, id); bc.State != broadcast.Cancelled {
 			t.Errorf("after cancel: %s", bc.State)
+		}
+		if recs, err := h.Srv.Audit.Query(ctx, audit.Filter{Action: "broadcast.cancel"}); err != nil || len(recs) != 1 ||
+			recs[0].Subject != audit.Subject("broadcast", id) || recs[0].Actor.Kind != audit.ActorStaff {
+			t.Errorf("audit records of the cancel: %+v %v", recs, err)
 		}
 		after := ctPage(t, b, cancelled)
 		if !strings.Contains(after, "取り消しました") || strings.Contains(after, "この配信を取り消す") {
