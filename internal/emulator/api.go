@@ -121,7 +121,9 @@ func (e *Emulator) api(mux *http.ServeMux, pattern, endpoint string, h func(*api
 		w.Header().Set("x-line-request-id", reqID)
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))
 		if err != nil {
-			e.answer(w, endpoint, fail(http.StatusRequestEntityTooLarge, "Request Entity Too Large"))
+			a := fail(http.StatusRequestEntityTooLarge, "Request Entity Too Large")
+			e.count(endpoint, a.status)
+			e.answer(w, a)
 			return
 		}
 		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -163,10 +165,15 @@ func (e *Emulator) api(mux *http.ServeMux, pattern, endpoint string, h func(*api
 				ch.retryKeys[retryKey] = acceptedKey{requestID: reqID, at: now}
 			}
 		}
-		if fl == faultDrop {
+		switch fl {
+		case faultDrop:
 			e.stats.faults["drop"]++
-		} else if fl == faultSlow {
+		case faultSlow:
 			e.stats.faults["slow"]++
+		default:
+			// Counted with the deliveries it made, so that a reader of Stats never sees
+			// the deliveries without the call that made them.
+			e.countLocked(endpoint, ans.status)
 		}
 		slow := e.faults.SlowDelay
 		e.mu.Unlock()
@@ -188,13 +195,13 @@ func (e *Emulator) api(mux *http.ServeMux, pattern, endpoint string, h func(*api
 				e.count(endpoint, 0)
 				return
 			}
+			e.count(endpoint, ans.status)
 		}
-		e.answer(w, endpoint, ans)
+		e.answer(w, ans)
 	})
 }
 
-func (e *Emulator) answer(w http.ResponseWriter, endpoint string, a apiAnswer) {
-	e.count(endpoint, a.status)
+func (e *Emulator) answer(w http.ResponseWriter, a apiAnswer) {
 	for k, v := range a.header {
 		w.Header()[k] = v
 	}
@@ -210,6 +217,10 @@ func (e *Emulator) answer(w http.ResponseWriter, endpoint string, a apiAnswer) {
 func (e *Emulator) count(endpoint string, status int) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.countLocked(endpoint, status)
+}
+
+func (e *Emulator) countLocked(endpoint string, status int) {
 	m := e.stats.requests[endpoint]
 	if m == nil {
 		m = map[int]int{}
