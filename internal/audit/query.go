@@ -22,6 +22,11 @@ type Filter struct {
 	Action    Action
 	ChannelID string
 	Subject   string
+	// Scoped keeps only records of the channels in Within (none when it is empty): a
+	// reader who works on some LINE accounts sees neither the others' records nor the
+	// installation's own (sign-ins, staff, roles), which concern people on all of them.
+	Scoped bool
+	Within []string
 	// Since (inclusive) and Until (exclusive) bound the time.
 	Since, Until time.Time
 	// Before selects records numbered below it: the next page of a newest-first list
@@ -63,6 +68,17 @@ func (f Filter) where(after int64) (string, []any) {
 	}
 	if f.Subject != "" {
 		add("subject = ?", f.Subject)
+	}
+	if f.Scoped {
+		if len(f.Within) == 0 {
+			add("1 = 0")
+		} else {
+			in := make([]any, len(f.Within))
+			for i, c := range f.Within {
+				in[i] = c
+			}
+			add("channel_id IN "+store.Placeholders(1, len(in)), in...)
+		}
 	}
 	if !f.Since.IsZero() {
 		add("created_at >= ?", store.Millis(f.Since))

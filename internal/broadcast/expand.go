@@ -364,9 +364,11 @@ func (s *Service) render(ctx context.Context, tx *store.Tx, b Broadcast, friendI
 	return msgs, nil
 }
 
-// fail ends a broadcast that cannot be sent as meant; what it queued already stays.
+// fail ends a broadcast that cannot be sent as meant; what it queued already stays. A
+// cancel that committed after this chunk claimed its lane (the lane's lock does not
+// hold the broadcast's row) stands: the staff member's cancel is what they see.
 func (s *Service) fail(ctx context.Context, tx *store.Tx, id int64, now time.Time, cause error) error {
-	_, err := tx.ExecContext(ctx, "UPDATE broadcasts SET state = ?, last_error = ?, finished_at = ?, updated_at = ? WHERE id = ?",
-		Failed, cause.Error(), store.Millis(now), store.Millis(now), id)
+	_, err := tx.ExecContext(ctx, "UPDATE broadcasts SET state = ?, last_error = ?, finished_at = ?, updated_at = ? WHERE id = ? AND state = ?",
+		Failed, cause.Error(), store.Millis(now), store.Millis(now), id, Sending)
 	return err
 }

@@ -92,6 +92,7 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request, q *request) 
 	ctx := r.Context()
 	aq := readAuditQuery(r.URL.Query())
 	f := aq.filter()
+	scopeAudit(&f, q.P)
 	f.Limit = auditPageSize + 1
 	if b, err := strconv.ParseInt(r.URL.Query().Get("before"), 10, 64); err == nil && b > 0 {
 		f.Before = b
@@ -121,6 +122,9 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request, q *request) 
 	chanNames := map[string]string{}
 	for _, ch := range chans {
 		chanNames[ch.ID] = ch.Name
+		if !q.P.OnChannel(ch.ID) {
+			continue
+		}
 		v.Channels = append(v.Channels, choice{Value: ch.ID, Label: ch.Name, On: ch.ID == aq.Channel})
 	}
 	for _, m := range members {
@@ -143,6 +147,14 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request, q *request) 
 			Subject: subjectText(q.Lang, rec.Subject, subjects, roles), Detail: detailText(q.Lang, rec.Detail, roles)})
 	}
 	c.render(w, r, http.StatusOK, "audit", "auditlog.title", q, v)
+}
+
+// scopeAudit narrows what a reader bound to some channels sees to their channels' records
+// (audit:read may be part of a custom role given to one account's manager).
+func scopeAudit(f *audit.Filter, p access.Principal) {
+	if !p.AllChannels() {
+		f.Scoped, f.Within = true, p.Channels()
+	}
 }
 
 // actorText names an actor: a member by login, a token by name, linestep by its part;
@@ -211,6 +223,7 @@ func (c *Console) auditExport(w http.ResponseWriter, r *http.Request, q *request
 	}
 	ctx := r.Context()
 	f := aq.filter()
+	scopeAudit(&f, q.P)
 	err := c.DB.WriteTx(ctx, func(tx *store.Tx) error {
 		detail := map[string]string{}
 		for k, v := range aq.values() {

@@ -114,3 +114,61 @@ func TestAuditPageAndExport(t *testing.T) {
 		t.Errorf("audit verify: %+v %v", rep, err)
 	}
 }
+
+// A custom role may include audit:read; a member who has it and works on one LINE
+// account sees that account's records only, neither another account's nor the
+// installation's own (sign-ins, staff changes), on the page and in the export.
+func TestAuditReaderBoundToAChannel(t *testing.T) {
+	h := servertest.Start(t, t.TempDir()+"/c.db")
+	ctx := context.Background()
+	owner, _ := ownerBrowser(t, h)
+	other, err := h.Srv.Channels.Add(ctx, "別の店", "other-secret", "other-token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, _ := owner.post("/console/staff/roles", "/console/staff/roles", url.Values{"name": {"auditor"}, "label": {"監査担当"},
+		"perms": {"audit:read", "audit:export"}})
+	wantRedirect(t, "a custom role", res, "/console/staff/roles?done=saved")
+	res, _ = owner.post("/console/staff", "/console/staff", url.Values{"name": {"森"}, "login": {"mori"}, "role": {"auditor"},
+		"channels": {h.Ch}, "mode": {"password"}, "password": {"quiet harbour at dawn"}})
+	if res.StatusCode != 200 {
+		t.Fatalf("create a member: %d", res.StatusCode)
+	}
+	for _, rec := range []audit.Record{
+		{Action: audit.FriendView, ChannelID: h.Ch, Subject: "friend:101"},
+		{Action: audit.FriendView, ChannelID: other.ID, Subject: "friend:202"},
+	} {
+		rec.Actor = audit.Actor{Kind: audit.ActorSystem, Name: "test"}
+		if _, err := h.Srv.Audit.Add(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	mori := passwordSignIn(t, h, "mori", "quiet harbour at dawn", "")
+	_, page := mori.get("/console/audit")
+	if !strings.Contains(page, "friend:101") {
+		t.Errorf("the member does not see their account's record")
+	}
+	for _, hidden := range []string{"friend:202", "別の店", "ログイン成功", "スタッフ追加"} {
+		if strings.Contains(page, hidden) {
+			t.Errorf("the member bound to one account sees %q", hidden)
+		}
+	}
+	if _, page := mori.get("/console/audit?channel=" + other.ID); strings.Contains(page, "friend:202") {
+		t.Errorf("asking for the other account's records shows them")
+	}
+	res, body := mori.post("/console/audit", "/console/audit/export", url.Values{})
+	if res.StatusCode != 200 {
+		t.Fatalf("export: %d", res.StatusCode)
+	}
+	if !strings.Contains(body, "friend:101") || strings.Contains(body, "friend:202") || strings.Contains(body, "signin.") {
+		t.Errorf("the export is not limited to the member's account:\n%s", body)
+	}
+
+	_, page = owner.get("/console/audit")
+	for _, want := range []string{"friend:101", "friend:202", "ログイン成功"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the owner does not see %q", want)
+		}
+	}
+}
