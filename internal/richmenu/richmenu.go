@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/linestep/linestep/internal/audit"
 	"github.com/linestep/linestep/internal/clock"
 	"github.com/linestep/linestep/internal/ingest"
 	"github.com/linestep/linestep/internal/store"
@@ -86,6 +87,7 @@ type Service struct {
 	logger *slog.Logger
 	cfg    Config
 	wake   chan struct{}
+	audit  audit.AppendFunc // the retention job's (SetRetention)
 }
 
 // New returns the service. linker may be nil where the worker does not run (applying a

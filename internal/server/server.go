@@ -209,6 +209,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.Friends.SetConversationExpiry(s.Inbox.ForgetPreviews)
 	// What was sent, deleted after the channel's retention; broadcasts keep their counts.
 	s.Delivery.SetRetention(s.Staff.Audit, s.Broadcasts.AddExpired)
+	s.RichMenus.SetRetention(s.Staff.Audit) // the links made, kept as long as what was sent
 	// Suspicious sign-ins are shown in the console; they can also go to a webhook (a chat
 	// room, an on-call tool) and to a LINE user (the owner's phone) through a channel.
 	var notify staff.Notifiers
@@ -265,6 +266,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	workers.Go(func() { s.Delivery.RunRetention(workCtx) })
 	workers.Go(func() { s.Scenarios.Run(workCtx) })
 	workers.Go(func() { s.RichMenus.Run(workCtx) })
+	workers.Go(func() { s.RichMenus.RunRetention(workCtx) })
 	workers.Go(func() { s.Broadcasts.Run(workCtx) })
 
 	srv := &http.Server{
