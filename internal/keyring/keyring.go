@@ -7,6 +7,7 @@ package keyring
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -16,6 +17,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -35,8 +37,9 @@ var (
 
 // Keyring seals and opens secrets under one master key.
 type Keyring struct {
-	aead cipher.AEAD
-	id   string // a short fingerprint of the key, safe to show
+	aead   cipher.AEAD
+	id     string // a short fingerprint of the key, safe to show
+	master []byte // for Derive
 }
 
 // New returns a keyring for a 32-byte master key.
@@ -53,7 +56,18 @@ func New(key []byte) (*Keyring, error) {
 		return nil, fmt.Errorf("keyring: %w", err)
 	}
 	sum := sha256.Sum256(append([]byte("linestep key id\x00"), key...))
-	return &Keyring{aead: aead, id: hex.EncodeToString(sum[:4])}, nil
+	return &Keyring{aead: aead, id: hex.EncodeToString(sum[:4]), master: slices.Clone(key)}, nil
+}
+
+// Derive returns a 32-byte key for one purpose (HKDF-SHA256 of the master key), for what
+// is not sealing: the keyed hashes under which exact values are found without being
+// stored in the clear. Keys for two purposes are unrelated, and none reveals the master.
+func (k *Keyring) Derive(purpose string) []byte {
+	key, err := hkdf.Key(sha256.New, k.master, nil, "linestep "+purpose, 32)
+	if err != nil {
+		panic("keyring: derive: " + err.Error()) // only for lengths HKDF cannot give
+	}
+	return key
 }
 
 // ID is a fingerprint of the master key: it tells keys apart without revealing them.

@@ -61,6 +61,22 @@ func TestSealOpen(t *testing.T) {
 	}
 }
 
+// A derived key is the same for the same master key and purpose, different for another
+// purpose or another master key, and not the master key itself.
+func TestDerive(t *testing.T) {
+	t.Parallel()
+	raw, _ := keyring.ParseKey(keyring.GenerateKey())
+	a, _ := keyring.New(raw)
+	again, _ := keyring.New(raw)
+	k := a.Derive("friend exact search")
+	if len(k) != 32 || !bytes.Equal(k, again.Derive("friend exact search")) {
+		t.Fatalf("not stable: %x", k)
+	}
+	if bytes.Equal(k, a.Derive("another purpose")) || bytes.Equal(k, newKeyring(t).Derive("friend exact search")) || bytes.Equal(k, raw) {
+		t.Fatal("a derived key is shared with another purpose, another master key or the master key")
+	}
+}
+
 func TestLoadCreatesKeyFileOnce(t *testing.T) {
 	t.Parallel()
 	file := filepath.Join(t.TempDir(), "linestep.db.key")
