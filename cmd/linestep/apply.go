@@ -159,11 +159,11 @@ func printProblems(env *environment, err error) error {
 // worker runs: a running server picks up the changes from the database.
 func openSetup(ctx context.Context, env *environment, dsn string) (*store.DB, setup.Services, error) {
 	logger := newLogger(env, slog.LevelWarn)
-	d, _, err := server.Open(ctx, dsn, env.getenv, logger)
+	d, keys, err := server.Open(ctx, dsn, env.getenv, logger)
 	if err != nil {
 		return nil, setup.Services{}, err
 	}
-	friends := friend.NewService(d, clock.Real, nil, logger)
+	friends := friend.NewService(d, clock.Real, nil, logger, keys.Derive(friend.SearchKeyPurpose))
 	deliveries := delivery.New(d, clock.Real, nil, logger, delivery.Config{})
 	return d, setup.Services{
 		Friends:     friends,

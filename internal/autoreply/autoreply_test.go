@@ -70,7 +70,7 @@ func newFixture(t *testing.T, db *store.DB) *fixture {
 		ch, []byte{1}, []byte{1}); err != nil {
 		t.Fatal(err)
 	}
-	friends := friend.NewService(db, clk, nil, logger)
+	friends := friend.NewService(db, clk, nil, logger, testutil.SearchKey)
 	deliveries := delivery.New(db, clk, nil, logger, delivery.Config{})
 	svc := autoreply.New(db, clk, friends, deliveries, logger)
 	proc := ingest.NewProcessor(db, clk, metrics.New(), logger)

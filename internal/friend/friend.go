@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/linestep/linestep/internal/audit"
@@ -74,6 +75,9 @@ type Service struct {
 
 	audit           audit.AppendFunc // where the retention job records its deletions
 	messagesExpired ExpiryHook       // who is told of deleted messages (the inbox)
+
+	searchKey  []byte      // of the exact-search hashes (exactkey.go)
+	exactReady atomic.Bool // every value has its hash: exact searches use the index
 }
 
 // TagAddedFunc learns, inside the writing transaction, that a friend got a tag.
@@ -93,9 +97,10 @@ func (s *Service) OnProfileStored(f func()) { s.profileStored = append(s.profile
 func (s *Service) OnFieldSet(f FieldSetFunc) { s.fieldSet = append(s.fieldSet, f) }
 
 // NewService returns a friend service. profiles may be nil when no profile fetching runs
-// (commands that only read).
-func NewService(db *store.DB, clk clock.Clock, profiles ProfileSource, logger *slog.Logger) *Service {
-	return &Service{db: db, clock: clk, profiles: profiles, logger: logger, wake: make(chan struct{}, 1)}
+// (commands that only read). searchKey is keyring.Derive(SearchKeyPurpose): every
+// instance sharing a database must be given the same.
+func NewService(db *store.DB, clk clock.Clock, profiles ProfileSource, logger *slog.Logger, searchKey []byte) *Service {
+	return &Service{db: db, clock: clk, profiles: profiles, logger: logger, wake: make(chan struct{}, 1), searchKey: searchKey}
 }
 
 const friendColumns = `id, channel_id, line_user_id, status, display_name, picture_url, language,

@@ -58,7 +58,7 @@ type fixture struct {
 	seq      int
 }
 
-func newFixture(t *testing.T, db *store.DB) *fixture {
+func newFixture(t testing.TB, db *store.DB) *fixture {
 	t.Helper()
 	key, _ := keyring.ParseKey(keyring.GenerateKey())
 	keys, _ := keyring.New(key)
@@ -69,7 +69,7 @@ func newFixture(t *testing.T, db *store.DB) *fixture {
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	profiles := &fakeProfiles{byUser: map[string]line.Profile{}, failing: map[string]bool{}}
-	svc := friend.NewService(db, clk, profiles, logger)
+	svc := friend.NewService(db, clk, profiles, logger, keys.Derive(friend.SearchKeyPurpose))
 	proc := ingest.NewProcessor(db, clk, metrics.New(), logger)
 	svc.Register(proc)
 	return &fixture{db: db, clk: clk, friends: svc, proc: proc, profiles: profiles, channel: ch.ID}

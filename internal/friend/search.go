@@ -87,8 +87,10 @@ var (
 	normalizedUser  = "LOWER(f.line_user_id)"
 )
 
-// where renders the filter as conditions on friends f.
-func (fl SearchFilter) where(channelID string) (string, []any, error) {
+// where renders the filter as conditions on friends f. key gives a value's exact-search
+// hash; nil while not every value has one (see exactKeys): exact matches then
+// normalise the stored values in SQL, a scan of the channel's.
+func (fl SearchFilter) where(channelID string, key func(channelID, value string) string) (string, []any, error) {
 	q := " WHERE f.channel_id = ?"
 	args := []any{channelID}
 	if fl.Status != "" {
@@ -100,6 +102,11 @@ func (fl SearchFilter) where(channelID string) (string, []any, error) {
 		args = append(args, id)
 	}
 	for _, m := range fl.Fields {
+		if m.Field.Type == TextField && key != nil {
+			q += " AND f.id IN (SELECT ff.friend_id FROM friend_fields ff WHERE ff.exact_key = ? AND ff.field_id = ?)"
+			args = append(args, key(channelID, m.Value), m.Field.ID)
+			continue
+		}
 		if m.Field.Type == TextField {
 			q += " AND EXISTS (SELECT 1 FROM friend_fields ff WHERE ff.friend_id = f.id AND ff.field_id = ? AND " + normalizedValue + " = ?)"
 			args = append(args, m.Field.ID, NormalizeExact(m.Value))
@@ -117,9 +124,21 @@ func (fl SearchFilter) where(channelID string) (string, []any, error) {
 		if v == "" {
 			return "", nil, fmt.Errorf("%w: an exact search needs a value", ErrInvalid)
 		}
-		q += ` AND (` + normalizedUser + ` = ? OR EXISTS (SELECT 1 FROM friend_fields ff JOIN fields fl ON fl.id = ff.field_id
-			WHERE ff.friend_id = f.id AND fl.type = 'text' AND ` + normalizedValue + ` = ?))`
-		args = append(args, v, v)
+		if key == nil {
+			q += ` AND (` + normalizedUser + ` = ? OR EXISTS (SELECT 1 FROM friend_fields ff JOIN fields fl ON fl.id = ff.field_id
+				WHERE ff.friend_id = f.id AND fl.type = 'text' AND ` + normalizedValue + ` = ?))`
+			args = append(args, v, v)
+		} else {
+			// Both found by index: the user ID by its key, values by their hashes.
+			user := v
+			if rest, ok := strings.CutPrefix(v, "u"); ok {
+				user = "U" + rest // LINE user IDs are U and lower-case hex
+			}
+			q += ` AND f.id IN (SELECT u.id FROM friends u WHERE u.channel_id = ? AND u.line_user_id = ?
+				UNION ALL SELECT ff.friend_id FROM friend_fields ff JOIN fields fl ON fl.id = ff.field_id
+				WHERE ff.exact_key = ? AND fl.type = 'text')`
+			args = append(args, channelID, user, key(channelID, v))
+		}
 	}
 	if p := strings.TrimSpace(fl.Partial); p != "" {
 		like := "%" + escapeLike(strings.ToLower(p)) + "%"
@@ -149,7 +168,11 @@ func escapeLike(s string) string {
 // Search returns the friends of a channel that match the filter, newest first, a page at
 // a time (pass the last ID as After for the next).
 func (s *Service) Search(ctx context.Context, channelID string, fl SearchFilter) ([]Friend, error) {
-	where, args, err := fl.where(channelID)
+	key, err := s.exactKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	where, args, err := fl.where(channelID, key)
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +204,11 @@ func (s *Service) Search(ctx context.Context, channelID string, fl SearchFilter)
 // the highest matching ID, for an export to fix with MaxID.
 func (s *Service) Count(ctx context.Context, channelID string, fl SearchFilter) (n int, maxID int64, err error) {
 	fl.After = 0
-	where, args, err := fl.where(channelID)
+	key, err := s.exactKeys(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	where, args, err := fl.where(channelID, key)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/linestep/linestep/internal/friend"
@@ -27,7 +28,8 @@ func TestNormalizeExact(t *testing.T) {
 }
 
 // The database's normalisation of stored values agrees with NormalizeExact on what
-// people type into phone and email fields, on both engines.
+// people type into phone and email fields, on both engines; and the exact-search index,
+// once every value is keyed, finds the same friends.
 func TestSearchByExactValueTagsAndFields(t *testing.T) {
 	testutil.EachDB(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
@@ -65,7 +67,11 @@ func TestSearchByExactValueTagsAndFields(t *testing.T) {
 		fx.friends.AddTag(ctx, db, ids[1], tag.ID)
 		fx.friends.AddTag(ctx, db, ids[2], tag.ID)
 
-		found := func(fl friend.SearchFilter) []int64 {
+		// A value written before the index existed has no key until the fill.
+		if _, err := db.ExecContext(ctx, "UPDATE friend_fields SET exact_key = NULL WHERE friend_id = ?", ids[2]); err != nil {
+			t.Fatal(err)
+		}
+		found := func(t *testing.T, fl friend.SearchFilter) []int64 {
 			t.Helper()
 			list, err := fx.friends.Search(ctx, fx.channel, fl)
 			if err != nil {
@@ -82,28 +88,59 @@ func TestSearchByExactValueTagsAndFields(t *testing.T) {
 			}
 			return out
 		}
-		for q, want := range map[string][]int64{
-			"090-1234-5678": {ids[0]}, "09011112222": {ids[1]}, "０３１２３４５６７８": {ids[2]},
-			"090-1234": nil, "5678": nil, fmt.Sprintf("u%032d", 2): {ids[2]},
-		} {
-			if got := found(friend.SearchFilter{Exact: q}); !slices.Equal(got, want) {
-				t.Errorf("exact %q: %v, want %v", q, got, want)
+		for _, phase := range []string{"normalising in SQL", "by the index"} {
+			if phase == "by the index" {
+				if _, err := fx.friends.FillExactKeys(ctx); err != nil {
+					t.Fatal(err)
+				}
 			}
+			t.Run(phase, func(t *testing.T) { searchChecks(t, found, ids, tag.ID, phone, area) })
 		}
-		if got := found(friend.SearchFilter{Partial: "5678"}); !slices.Equal(got, []int64{ids[0], ids[2]}) {
-			t.Errorf("partial 5678: %v", got)
+		// The index holds no value in the clear, and it is what finds a friend now.
+		var key string
+		if err := db.QueryRowContext(ctx, "SELECT exact_key FROM friend_fields WHERE friend_id = ? AND field_id = ?", ids[0], phone.ID).Scan(&key); err != nil {
+			t.Fatal(err)
 		}
-		if got := found(friend.SearchFilter{Partial: "2郎"}); !slices.Equal(got, []int64{ids[2]}) {
-			t.Errorf("partial name: %v", got)
+		if len(key) != 32 || strings.Contains(key, "12345678") {
+			t.Errorf("exact key %q", key)
 		}
-		if got := found(friend.SearchFilter{Partial: "%"}); got != nil {
-			t.Errorf("a LIKE wildcard matched: %v", got)
+		if _, err := db.ExecContext(ctx, "UPDATE friend_fields SET exact_key = 'other' WHERE friend_id = ?", ids[0]); err != nil {
+			t.Fatal(err)
 		}
-		if got := found(friend.SearchFilter{TagIDs: []int64{tag.ID}, Fields: []friend.FieldMatch{{Field: area, Value: "大阪"}}}); !slices.Equal(got, []int64{ids[1]}) {
-			t.Errorf("tag and field: %v", got)
-		}
-		if got := found(friend.SearchFilter{TagIDs: []int64{tag.ID}, MaxID: ids[1]}); !slices.Equal(got, []int64{ids[1]}) {
-			t.Errorf("max ID: %v", got)
+		if got := found(t, friend.SearchFilter{Exact: "090-1234-5678"}); got != nil {
+			t.Errorf("found without its key: %v", got)
 		}
 	})
+}
+
+func searchChecks(t *testing.T, search func(*testing.T, friend.SearchFilter) []int64, ids []int64, tag int64, phone, area friend.Field) {
+	found := func(fl friend.SearchFilter) []int64 { t.Helper(); return search(t, fl) }
+	for q, want := range map[string][]int64{
+		"090-1234-5678": {ids[0]}, "09011112222": {ids[1]}, "０３１２３４５６７８": {ids[2]},
+		"090-1234": nil, "5678": nil, fmt.Sprintf("u%032d", 2): {ids[2]},
+	} {
+		if got := found(friend.SearchFilter{Exact: q}); !slices.Equal(got, want) {
+			t.Errorf("exact %q: %v, want %v", q, got, want)
+		}
+	}
+	if got := found(friend.SearchFilter{Partial: "5678"}); !slices.Equal(got, []int64{ids[0], ids[2]}) {
+		t.Errorf("partial 5678: %v", got)
+	}
+	if got := found(friend.SearchFilter{Partial: "2郎"}); !slices.Equal(got, []int64{ids[2]}) {
+		t.Errorf("partial name: %v", got)
+	}
+	if got := found(friend.SearchFilter{Partial: "%"}); got != nil {
+		t.Errorf("a LIKE wildcard matched: %v", got)
+	}
+	if got := found(friend.SearchFilter{TagIDs: []int64{tag}, Fields: []friend.FieldMatch{{Field: area, Value: "大阪"}}}); !slices.Equal(got, []int64{ids[1]}) {
+		t.Errorf("tag and field: %v", got)
+	}
+	if got := found(friend.SearchFilter{TagIDs: []int64{tag}, MaxID: ids[1]}); !slices.Equal(got, []int64{ids[1]}) {
+		t.Errorf("max ID: %v", got)
+	}
+	for v, want := range map[string][]int64{"０９０ １１１１ ２２２２": {ids[1]}, "03-1234-5678": {ids[2]}, "090-1111": nil} {
+		if got := found(friend.SearchFilter{Fields: []friend.FieldMatch{{Field: phone, Value: v}}}); !slices.Equal(got, want) {
+			t.Errorf("phone is %q: %v, want %v", v, got, want)
+		}
+	}
 }

@@ -20,7 +20,7 @@ import (
 func TestVarsOfIsVars(t *testing.T) {
 	testutil.EachDB(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		friends := friend.NewService(db, clock.NewFake(time.Unix(0, 0)), nil, slog.New(slog.DiscardHandler))
+		friends := friend.NewService(db, clock.NewFake(time.Unix(0, 0)), nil, slog.New(slog.DiscardHandler), testutil.SearchKey)
 		var members []int64
 		want := map[int64]message.MapVars{}
 		err := db.WriteTx(ctx, func(tx *store.Tx) error {

@@ -56,7 +56,7 @@ func setup(t *testing.T, db *store.DB) *pop {
 	t.Helper()
 	ctx := context.Background()
 	clk := clock.NewFake(now)
-	svc := friend.NewService(db, clk, nil, nil)
+	svc := friend.NewService(db, clk, nil, nil, testutil.SearchKey)
 	exec := func(q string, args ...any) {
 		t.Helper()
 		if _, err := db.ExecContext(ctx, q, args...); err != nil {

@@ -157,7 +157,7 @@ func newCrashRig(t *testing.T, dsn string, faults emulator.Faults) *crashRig {
 	if r.followers, err = emu.AddFollowers(ch.ID, crashFollowers); err != nil {
 		t.Fatal(err)
 	}
-	friends := friend.NewService(db, clock.Real, nil, logger)
+	friends := friend.NewService(db, clock.Real, nil, logger, testutil.SearchKey)
 	deliveries := delivery.New(db, clock.Real, nil, logger, delivery.Config{})
 	scenarios := scenario.New(db, clock.Real, friends, deliveries, logger, scenario.Config{})
 	broadcasts := broadcast.New(db, clock.Real, friends, deliveries, logger, broadcast.Config{})
@@ -200,7 +200,7 @@ steps:
 func (r *crashRig) start(db *store.DB, users []string) {
 	ctx := context.Background()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	friends := friend.NewService(db, clock.Real, nil, logger)
+	friends := friend.NewService(db, clock.Real, nil, logger, testutil.SearchKey)
 	scenarios := scenario.New(db, clock.Real, friends, delivery.New(db, clock.Real, nil, logger, delivery.Config{}), logger, scenario.Config{})
 	err := db.WriteTx(ctx, func(tx *store.Tx) error {
 		for _, u := range users {

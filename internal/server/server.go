@@ -176,7 +176,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	// Answering LINE in time comes first: processing steps aside while webhooks arrive
 	// (SQLite has one writer; PostgreSQL's commits compete for the same CPUs and disk).
 	s.Processor.Yield = s.Committer.Busy
-	s.Friends = friend.NewService(db, cfg.Clock, s.Lines, cfg.Logger)
+	s.Friends = friend.NewService(db, cfg.Clock, s.Lines, cfg.Logger, keys.Derive(friend.SearchKeyPurpose))
 	s.Friends.Register(s.Processor)
 	s.Delivery = delivery.New(db, cfg.Clock, s.Lines, cfg.Logger, cfg.Delivery)
 	s.Delivery.Register(s.Processor) // after friends: it reads the status they set
@@ -262,6 +262,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	workers.Go(func() { s.Processor.Run(workCtx) })
 	workers.Go(func() { s.Friends.RunProfileFetcher(workCtx) })
 	workers.Go(func() { s.Friends.RunRetention(workCtx) })
+	workers.Go(func() { s.Friends.RunFillExactKeys(workCtx) })
 	workers.Go(func() { s.Delivery.Run(workCtx) })
 	workers.Go(func() { s.Delivery.RunRetention(workCtx) })
 	workers.Go(func() { s.Scenarios.Run(workCtx) })

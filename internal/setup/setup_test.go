@@ -37,7 +37,7 @@ func newRig(t *testing.T, db *store.DB) *rig {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	clk := clock.NewFake(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
-	friends := friend.NewService(db, clk, nil, logger)
+	friends := friend.NewService(db, clk, nil, logger, testutil.SearchKey)
 	deliveries := delivery.New(db, clk, nil, logger, delivery.Config{})
 	for _, ch := range []string{"ch1", "ch2"} {
 		if _, err := db.ExecContext(ctx, `INSERT INTO channels (id, name, secret_enc, token_enc, created_at) VALUES (?, 'Test', ?, ?, 0)`,

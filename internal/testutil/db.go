@@ -117,3 +117,7 @@ func EachDSN(t *testing.T, fn func(t *testing.T, dsn string)) {
 		fn(t, PostgresURL(t))
 	})
 }
+
+// SearchKey is the exact-search key (friend.NewService) of services that tests build by
+// hand; a server derives its own from its master key.
+var SearchKey = []byte("linestep test exact-search key..")
