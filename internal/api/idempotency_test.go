@@ -95,3 +95,42 @@ func TestBroadcastIdempotencyKey(t *testing.T) {
 		}
 	})
 }
+
+// Starting a scenario that may be entered again once it ended: a repeat with the same
+// Idempotency-Key answers the first start and the friend is greeted once; a second
+// request without a key enrols them again, as asked.
+func TestScenarioStartIdempotencyKey(t *testing.T) {
+	testutil.EachDSN(t, func(t *testing.T, dsn string) {
+		h := servertest.Start(t, dsn)
+		op := token(t, h, staff.Operator, h.Ch)
+		path := "/api/v1/channels/" + h.Ch + "/scenarios/welcome"
+		expect(t, call(t, h, op, "PUT", path, `{"definition": {"trigger": {"type": "manual"}, "reentry": "after_end",
+			"steps": [{"key": "a", "messages": [{"type": "text", "text": "ご来店ありがとうございます"}]}]}, "enabled": true}`), http.StatusCreated)
+		u, id := follow(t, h, "山本")
+		body := map[string]int64{"friend_id": id}
+		withKey := http.Header{api.IdempotencyHeader: {"visit-2026-12-08-yamamoto"}}
+
+		first := expect(t, callWith(t, h, op, "POST", path+"/start", body, withKey), http.StatusOK)
+		if first.body["started"] != true {
+			t.Fatalf("start: %s", first.raw)
+		}
+		h.Eventually("the step, and the run's end", func() bool {
+			c, err := h.Srv.Scenarios.Censuses(ctx, h.Ch)
+			return err == nil && c["welcome"].Completed == 1 && len(texts(t, h, u)) == 1
+		})
+		again := expect(t, callWith(t, h, op, "POST", path+"/start", body, withKey), http.StatusOK)
+		if again.header.Get("Idempotent-Replayed") != "true" || string(again.raw) != string(first.raw) {
+			t.Errorf("repeat: replayed %q, %s", again.header.Get("Idempotent-Replayed"), again.raw)
+		}
+		_, other := follow(t, h, "佐々木")
+		if r := expect(t, callWith(t, h, op, "POST", path+"/start", map[string]int64{"friend_id": other}, withKey),
+			http.StatusUnprocessableEntity); r.errCode() != "idempotency_key_reused" {
+			t.Errorf("the key for another friend: %s", r.raw)
+		}
+
+		if r := expect(t, call(t, h, op, "POST", path+"/start", body), http.StatusOK); r.body["started"] != true {
+			t.Errorf("a new start without a key: %s", r.raw)
+		}
+		h.Eventually("the second greeting", func() bool { return len(texts(t, h, u)) == 2 })
+	})
+}

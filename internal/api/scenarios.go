@@ -10,6 +10,7 @@ import (
 
 	"github.com/linestep/linestep/internal/access"
 	"github.com/linestep/linestep/internal/friend"
+	"github.com/linestep/linestep/internal/idempotency"
 	"github.com/linestep/linestep/internal/message"
 	"github.com/linestep/linestep/internal/scenario"
 	"github.com/linestep/linestep/internal/store"
@@ -195,8 +196,20 @@ func (a *API) startScenario(w http.ResponseWriter, r *http.Request, c *call) err
 		return err
 	}
 	key := r.PathValue("key")
-	var started bool
+	// A repeat after a timeout must not enrol the friend again: a scenario that may be
+	// entered again after it ended would greet them twice.
+	idem, err := idempotentOf(r, c, "POST /api/v1/channels/{ch}/scenarios/{key}/start", map[string]int64{"friend_id": f.ID})
+	if err != nil {
+		return err
+	}
+	var answer *idempotency.Answer
+	replayed := false
 	err = a.cfg.DB.WriteTx(r.Context(), func(tx *store.Tx) error {
+		first, err := idem.claim(r.Context(), tx, a.cfg.Clock.Now())
+		if err != nil || first != nil {
+			answer, replayed = first, first != nil
+			return err
+		}
 		sc, err := a.cfg.Scenarios.Get(r.Context(), tx, c.channel, key)
 		if err != nil {
 			return scenarioError(err)
@@ -208,13 +221,17 @@ func (a *API) startScenario(w http.ResponseWriter, r *http.Request, c *call) err
 			return conflict("not_following", "the friend does not follow the account: nothing could be sent",
 				"この友だちはアカウントを友だち追加していないため、送信できません")
 		}
-		started, err = a.cfg.Scenarios.Start(r.Context(), tx, c.channel, f.ID, key)
+		started, err := a.cfg.Scenarios.Start(r.Context(), tx, c.channel, f.ID, key)
+		if err != nil {
+			return err
+		}
+		answer, err = idem.answer(r.Context(), tx, http.StatusOK, map[string]any{"friend_id": f.ID, "key": key, "started": started})
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"friend_id": f.ID, "key": key, "started": started})
+	writeAnswer(w, answer, replayed)
 	return nil
 }
 
