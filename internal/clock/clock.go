@@ -150,6 +150,17 @@ func Wait(ctx context.Context, clk Clock, d time.Duration, wake <-chan struct{})
 	return false, ctx.Err()
 }
 
+// Every runs round at once, then every interval on clk, until ctx is done: the
+// retention jobs' hourly rounds. A round reports its own failures.
+func Every(ctx context.Context, clk Clock, interval time.Duration, round func(context.Context)) {
+	for {
+		round(ctx)
+		if clk.Sleep(ctx, interval) != nil {
+			return
+		}
+	}
+}
+
 // Backoff is how long to wait before retry number attempt (1 for the first retry):
 // first, doubled with each attempt, at most limit. Every worker that retries a failed
 // call or event uses it, each with its own bounds.

@@ -103,3 +103,34 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+// Every runs a round at once and one more each interval, and returns when ctx is done.
+func TestEvery(t *testing.T) {
+	t.Parallel()
+	f := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	ctx, cancel := context.WithCancel(context.Background())
+	rounds := make(chan time.Time, 10)
+	done := make(chan struct{})
+	go func() {
+		clock.Every(ctx, f, time.Hour, func(context.Context) { rounds <- f.Now() })
+		close(done)
+	}()
+	start := f.Now()
+	if got := <-rounds; !got.Equal(start) {
+		t.Fatalf("first round at %v, want at once", got)
+	}
+	for want := 1; want <= 2; want++ {
+		for f.Sleepers() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		f.Advance(time.Hour)
+		if got := <-rounds; !got.Equal(start.Add(time.Duration(want) * time.Hour)) {
+			t.Fatalf("round %d at %v", want+1, got)
+		}
+	}
+	cancel()
+	<-done
+	if len(rounds) != 0 {
+		t.Fatalf("%d rounds after cancel", len(rounds))
+	}
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/linestep/linestep/internal/audit"
 	"github.com/linestep/linestep/internal/channel"
+	"github.com/linestep/linestep/internal/clock"
 	"github.com/linestep/linestep/internal/store"
 )
 
@@ -45,14 +46,12 @@ func (s *Service) SetRetention(record audit.AppendFunc, beforeExpire ExpireHook)
 
 // RunRetention deletes expired deliveries every hour until ctx is done.
 func (s *Service) RunRetention(ctx context.Context) error {
-	for {
+	clock.Every(ctx, s.clock, retentionInterval, func(ctx context.Context) {
 		if _, err := s.ExpireDeliveries(ctx); err != nil && ctx.Err() == nil {
 			s.logger.Error("delivery: retention round failed", "err", err)
 		}
-		if s.clock.Sleep(ctx, retentionInterval) != nil {
-			return nil
-		}
-	}
+	})
+	return nil
 }
 
 // Expired is what a retention round deleted.

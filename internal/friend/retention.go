@@ -8,6 +8,7 @@ import (
 
 	"github.com/linestep/linestep/internal/audit"
 	"github.com/linestep/linestep/internal/channel"
+	"github.com/linestep/linestep/internal/clock"
 	"github.com/linestep/linestep/internal/store"
 )
 
@@ -30,17 +31,15 @@ func (s *Service) SetAudit(f audit.AppendFunc) { s.audit = f }
 // RunRetention deletes expired field values and conversations every hour until ctx is
 // done.
 func (s *Service) RunRetention(ctx context.Context) error {
-	for {
+	clock.Every(ctx, s.clock, retentionInterval, func(ctx context.Context) {
 		if _, err := s.ExpireFieldValues(ctx); err != nil && ctx.Err() == nil {
 			s.logger.Error("friend: retention round failed", "err", err)
 		}
 		if _, err := s.ExpireConversations(ctx); err != nil && ctx.Err() == nil {
 			s.logger.Error("friend: conversation retention round failed", "err", err)
 		}
-		if s.clock.Sleep(ctx, retentionInterval) != nil {
-			return nil
-		}
-	}
+	})
+	return nil
 }
 
 // ExpireFieldValues deletes the values of every field with a retention that were set

@@ -8,6 +8,7 @@ import (
 
 	"github.com/linestep/linestep/internal/audit"
 	"github.com/linestep/linestep/internal/channel"
+	"github.com/linestep/linestep/internal/clock"
 	"github.com/linestep/linestep/internal/store"
 )
 
@@ -28,14 +29,12 @@ func (s *Service) SetRetention(record audit.AppendFunc) { s.audit = record }
 
 // RunRetention deletes expired links every hour until ctx is done.
 func (s *Service) RunRetention(ctx context.Context) error {
-	for {
+	clock.Every(ctx, s.clock, retentionInterval, func(ctx context.Context) {
 		if _, err := s.ExpireLinks(ctx); err != nil && ctx.Err() == nil {
 			s.logger.Error("richmenu: retention round failed", "err", err)
 		}
-		if s.clock.Sleep(ctx, retentionInterval) != nil {
-			return nil
-		}
-	}
+	})
+	return nil
 }
 
 // ExpireLinks deletes, for every channel with a delivery retention, the links that ended
