@@ -25,6 +25,8 @@ const (
 	// FriendsReveal unmasks one value at a time, with a stated reason, each audited.
 	FriendsReveal Permission = "friends:reveal"
 	FriendsExport Permission = "friends:export"
+	// FriendsErase deletes a friend and all that names them, for good (APPI's 消去).
+	FriendsErase Permission = "friends:erase"
 
 	FieldsManage Permission = "fields:manage" // define tags and custom fields
 
@@ -62,7 +64,7 @@ const (
 // All lists every permission, in the order the console shows them.
 var All = []Permission{
 	DashboardRead,
-	FriendsRead, FriendsWrite, FriendsReadPII, FriendsReveal, FriendsExport, FieldsManage,
+	FriendsRead, FriendsWrite, FriendsReadPII, FriendsReveal, FriendsExport, FriendsErase, FieldsManage,
 	ChatsRead, ChatsReply, ChatsAssign,
 	ScenariosRead, ScenariosWrite, AutorepliesRead, AutorepliesWrite,
 	BroadcastsRead, BroadcastsWrite, TemplatesRead, TemplatesWrite,

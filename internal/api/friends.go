@@ -12,6 +12,7 @@ import (
 
 	"github.com/linestep/linestep/internal/access"
 	"github.com/linestep/linestep/internal/audit"
+	"github.com/linestep/linestep/internal/delivery"
 	"github.com/linestep/linestep/internal/friend"
 	"github.com/linestep/linestep/internal/store"
 )
@@ -71,7 +72,37 @@ func (a *API) friendRoutes() []route {
 		{"GET", "/api/v1/channels/{ch}/friends", access.FriendsRead, a.listFriends},
 		{"GET", "/api/v1/channels/{ch}/friends/{id}", access.FriendsRead, a.getFriend},
 		{"GET", "/api/v1/channels/{ch}/friends/{id}/messages", access.ChatsRead, a.friendMessages},
+		{"DELETE", "/api/v1/channels/{ch}/friends/{id}", access.FriendsErase, a.eraseFriend},
 	}
+}
+
+// eraseFriend deletes a friend and everything that names them (friend.Erase), with the
+// audit record, which names them by ID only. Erasing one already gone answers 404, so a
+// repeated request changes nothing more.
+func (a *API) eraseFriend(w http.ResponseWriter, r *http.Request, c *call) error {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return notFound("friend", "友だち")
+	}
+	err = a.cfg.DB.WriteTx(r.Context(), func(tx *store.Tx) error {
+		if _, err := a.cfg.Friends.Erase(r.Context(), tx, c.channel, id); err != nil {
+			return err
+		}
+		_, err := a.cfg.Audit.Append(r.Context(), tx, audit.Record{Actor: audit.Token(c.token.ID, c.token.Name), Action: audit.FriendDelete,
+			ChannelID: c.channel, Subject: audit.Subject("friend", id), ClientAddr: c.client.Addr, UserAgent: c.client.UserAgent})
+		return err
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return notFound("friend", "友だち")
+	case errors.Is(err, delivery.ErrInFlight):
+		return conflict("friend_busy", "a message to the friend is being sent right now; erase them once it is done (usually within a minute)",
+			"この友だちへのメッセージを送信中です。送信が終わってから(通常は1分以内)もう一度削除してください")
+	case err != nil:
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "erased": true})
+	return nil
 }
 
 func (a *API) listFriends(w http.ResponseWriter, r *http.Request, c *call) error {

@@ -72,6 +72,7 @@ type Service struct {
 	tagAdded      []TagAddedFunc
 	fieldSet      []FieldSetFunc
 	profileStored []func()
+	erased        []EraseFunc
 
 	audit           audit.AppendFunc // where the retention job records its deletions
 	messagesExpired ExpiryHook       // who is told of deleted messages (the inbox)

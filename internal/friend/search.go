@@ -141,10 +141,10 @@ func (fl SearchFilter) where(channelID string, key func(channelID, value string)
 		}
 	}
 	if p := strings.TrimSpace(fl.Partial); p != "" {
-		like := "%" + escapeLike(strings.ToLower(p)) + "%"
+		like := "%" + store.EscapeLike(strings.ToLower(p)) + "%"
 		normLike := like
 		if n := NormalizeExact(p); n != "" {
-			normLike = "%" + escapeLike(n) + "%"
+			normLike = "%" + store.EscapeLike(n) + "%"
 		}
 		q += ` AND (LOWER(f.display_name) LIKE ? ESCAPE '\' OR EXISTS (SELECT 1 FROM friend_fields ff WHERE ff.friend_id = f.id
 			AND (LOWER(ff.value) LIKE ? ESCAPE '\' OR ` + normalizedValue + ` LIKE ? ESCAPE '\')))`
@@ -159,10 +159,6 @@ func (fl SearchFilter) where(channelID string, key func(channelID, value string)
 		args = append(args, fl.MaxID)
 	}
 	return q, args, nil
-}
-
-func escapeLike(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
 }
 
 // Search returns the friends of a channel that match the filter, newest first, a page at

@@ -291,6 +291,19 @@ func markDone(ctx context.Context, tx *store.Tx, ids []int64, now time.Time) err
 	return nil
 }
 
+// ForgetUser removes a LINE user from the events of a channel that are done with (their
+// ID, and a failed event's body): the friend is being erased. The rows stay for a while
+// (Cleanup), so that LINE's redeliveries of them are still recognised; events still
+// pending are processed as any other, and a user who writes again becomes a new friend.
+func ForgetUser(ctx context.Context, tx *store.Tx, channelID, lineUserID string) error {
+	_, err := tx.ExecContext(ctx, `UPDATE webhook_events SET line_user_id = '', payload = NULL
+		WHERE channel_id = ? AND line_user_id = ? AND state <> 'pending'`, channelID, lineUserID)
+	if err != nil {
+		return fmt.Errorf("ingest: forget user: %w", err)
+	}
+	return nil
+}
+
 // Cleanup deletes processed and failed events older than the retention period.
 func (p *Processor) Cleanup(ctx context.Context) error {
 	cutoff := p.clock.Now().Add(-p.Retention)

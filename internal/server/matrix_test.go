@@ -62,6 +62,11 @@ func TestEveryRouteWithEveryRole(t *testing.T) {
 			tok := apiToken(t, h, role)
 			for _, rt := range h.Srv.API.Table() {
 				path := fill(t, rt.Path, params)
+				if rt.Method == http.MethodDelete && rt.Path == "/api/v1/channels/{ch}/friends/{id}" {
+					// Erasing the friend would leave nothing for the next role to read:
+					// one that does not exist answers 404 to a role allowed, 403 to others.
+					path = fill(t, rt.Path, map[string]string{"ch": h.Ch, "id": "999999"})
+				}
 				status, _ := apiCall(t, h, tok, rt.Method, path)
 				if allowed := perms[rt.Perm]; allowed == (status == http.StatusForbidden) {
 					t.Errorf("API %s %s: %d with %s holding %s=%v", rt.Method, path, status, role, rt.Perm, allowed)

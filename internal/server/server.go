@@ -207,6 +207,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.Friends.SetAudit(s.Staff.Audit) // field values and conversations deleted after their retention
 	s.Friends.SetConversationExpiry(s.Inbox.ForgetPreviews)
+	// Erasing a friend also deletes what was sent to them and forgets them in the
+	// webhook events kept for deduplication.
+	s.Friends.OnErase(func(ctx context.Context, tx *store.Tx, f friend.Friend) error {
+		if err := s.Delivery.EraseFriend(ctx, tx, f.ID, f.ChannelID, f.LineUserID); err != nil {
+			return err
+		}
+		return ingest.ForgetUser(ctx, tx, f.ChannelID, f.LineUserID)
+	})
 	// What was sent, deleted after the channel's retention; broadcasts keep their counts.
 	s.Delivery.SetRetention(s.Staff.Audit, s.Broadcasts.AddExpired)
 	s.RichMenus.SetRetention(s.Staff.Audit) // the links made, kept as long as what was sent

@@ -292,6 +292,11 @@ func NullMillis(t time.Time) sql.NullInt64 {
 	return sql.NullInt64{Int64: t.UnixMilli(), Valid: true}
 }
 
+// EscapeLike makes s match itself in a LIKE pattern written with ESCAPE '\'.
+func EscapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
 // Placeholders returns "(?, ?, ...), (...)" for rows rows of cols columns, for multi-row
 // inserts.
 func Placeholders(rows, cols int) string {

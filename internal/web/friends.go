@@ -34,6 +34,7 @@ func (c *Console) friendRoutes(mux *http.ServeMux) {
 	c.handle(mux, "POST", base+"/{friendID}/tags", access.FriendsWrite, c.friendAddTag)
 	c.handle(mux, "POST", base+"/{friendID}/tags/{tagID}/remove", access.FriendsWrite, c.friendRemoveTag)
 	c.handle(mux, "POST", base+"/{friendID}/fields", access.FriendsWrite, c.friendSetField)
+	c.handle(mux, "POST", base+"/{friendID}/erase", access.FriendsErase, c.friendErase)
 }
 
 // friendPage is the size of a page of the list.
@@ -230,6 +231,7 @@ func (c *Console) friendList(w http.ResponseWriter, r *http.Request, q *request)
 	c.render(w, r, http.StatusOK, "friends", "friends.title", q, map[string]any{
 		"Channel": q.Channel, "Friends": rows, "Total": total, "NextURL": next, "Filter": fq, "ExportURL": c.exportURL(q, fq),
 		"AllTags": tags, "Fields": fieldChoices, "PII": q.P.Can(access.FriendsReadPII),
+		"Erased": r.URL.Query().Get("done") == "erased",
 	})
 }
 

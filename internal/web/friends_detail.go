@@ -479,3 +479,39 @@ func chatMessages(msgs []inbox.Message, names map[int64]string) []chatMessage {
 	}
 	return out
 }
+
+// friendErase deletes a friend and everything that names them (friend.Erase), after the
+// member ticked that they understand it cannot be undone and confirmed who they are; the
+// audit record names the friend by ID only. A call carrying them that is out right now
+// must end first.
+func (c *Console) friendErase(w http.ResponseWriter, r *http.Request, q *request) {
+	id, ok := pathInt(r, "friendID")
+	if !ok {
+		c.render(w, r, http.StatusNotFound, "error", "error.notfound", q, "error.notfound")
+		return
+	}
+	page := "/console/channels/" + q.Channel.ID + "/friends/" + strconv.FormatInt(id, 10)
+	if r.PostFormValue("confirm") != "yes" {
+		c.showFriend(w, r, q, id, http.StatusUnprocessableEntity, friendDetailData{Problem: "friend.erase.unconfirmed"})
+		return
+	}
+	if !c.recent(w, r, q, page) {
+		return
+	}
+	ctx := r.Context()
+	err := c.DB.WriteTx(ctx, func(tx *store.Tx) error {
+		if _, err := c.Friends.Erase(ctx, tx, q.Channel.ID, id); err != nil {
+			return err
+		}
+		return c.record(ctx, tx, r, q, audit.Record{Action: audit.FriendDelete, Subject: audit.Subject("friend", id)})
+	})
+	if errors.Is(err, delivery.ErrInFlight) {
+		c.showFriend(w, r, q, id, http.StatusConflict, friendDetailData{Problem: "friend.erase.inflight"})
+		return
+	}
+	if err != nil {
+		c.fail(w, r, q, err)
+		return
+	}
+	http.Redirect(w, r, "/console/channels/"+q.Channel.ID+"/friends?done=erased", http.StatusSeeOther)
+}

@@ -1,0 +1,75 @@
+package web_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/linestep/linestep/internal/audit"
+	"github.com/linestep/linestep/internal/servertest"
+	"github.com/linestep/linestep/internal/staff"
+)
+
+// Erasing a friend from the console: only those with friends:erase see the form and
+// may post it; it asks for the box "cannot be undone" to be ticked and for a recent
+// confirmation of who the member is; then the friend is gone, the list says so, and the
+// audit log has who erased whom.
+func TestEraseAFriendFromTheConsole(t *testing.T) {
+	h := servertest.Start(t, t.TempDir()+"/c.db")
+	ctx := context.Background()
+	owner, secret := ownerBrowser(t, h)
+	u := h.User("消える人")
+	h.OK(h.Emu.Follow(ctx, h.Ch, u))
+	h.Eventually("the friend", func() bool { return h.Friend(u).DisplayName != "" })
+	id := h.Friend(u).ID
+	page := fmt.Sprintf("/console/channels/%s/friends/%d", h.Ch, id)
+
+	res, _ := owner.post("/console/staff", "/console/staff", url.Values{"name": {"佐藤"}, "login": {"sato"}, "role": {"operator"},
+		"channels": {h.Ch}, "mode": {"password"}, "password": {"sunflower field in august"}})
+	if res.StatusCode != 200 {
+		t.Fatalf("create an operator: %d", res.StatusCode)
+	}
+	sato := passwordSignIn(t, h, "sato", "sunflower field in august", "")
+	if _, body := sato.get(page); strings.Contains(body, "/erase") {
+		t.Errorf("an operator sees the erase form")
+	}
+	if res, _ := sato.post(page, page+"/erase", url.Values{"confirm": {"yes"}}); res.StatusCode != http.StatusForbidden {
+		t.Errorf("an operator erases: %d", res.StatusCode)
+	}
+
+	if _, body := owner.get(page); !strings.Contains(body, "個人データを削除") {
+		t.Fatalf("the owner does not see the erase form")
+	}
+	res, body := owner.post(page, page+"/erase", nil)
+	if res.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, "チェックを入れてください") {
+		t.Errorf("without the box ticked: %d", res.StatusCode)
+	}
+	h.Clk.Advance(staff.ReauthWindow + time.Minute)
+	res, _ = owner.post(page, page+"/erase", url.Values{"confirm": {"yes"}})
+	wantRedirect(t, "erasing without a recent confirmation", res, "/console/account/reauth?next="+url.QueryEscape(page))
+	if h.Friend(u).ID != id {
+		t.Fatal("erased before the member confirmed who they are")
+	}
+	res, _ = owner.post("/console/account/reauth", "/console/account/reauth", url.Values{"password": {ownerPassword},
+		"code": {code(t, secret, h.Clk.Now())}, "next": {page}})
+	wantRedirect(t, "confirmation", res, page)
+	res, _ = owner.post(page, page+"/erase", url.Values{"confirm": {"yes"}})
+	wantRedirect(t, "erase", res, "/console/channels/"+h.Ch+"/friends?done=erased")
+	if _, body := owner.get("/console/channels/" + h.Ch + "/friends?done=erased"); !strings.Contains(body, "削除しました") || strings.Contains(body, "消える人") {
+		t.Errorf("the list after erasing")
+	}
+	if h.Friend(u).ID != 0 {
+		t.Errorf("the friend is still there")
+	}
+	if res, _ := owner.get(page); res.StatusCode != http.StatusNotFound {
+		t.Errorf("the erased friend's page: %d", res.StatusCode)
+	}
+	recs, err := h.Srv.Audit.Query(ctx, audit.Filter{Action: audit.FriendDelete})
+	if err != nil || len(recs) != 1 || recs[0].Actor.Name != "owner" || recs[0].Subject != fmt.Sprintf("friend:%d", id) || recs[0].ChannelID != h.Ch {
+		t.Errorf("audit: %+v %v", recs, err)
+	}
+}
