@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/linestep/linestep/internal/audit"
+	"github.com/linestep/linestep/internal/delivery"
 	"github.com/linestep/linestep/internal/servertest"
 	"github.com/linestep/linestep/internal/staff"
 	"github.com/linestep/linestep/internal/store"
@@ -177,4 +179,70 @@ func TestErasingWaitsForACallInFlight(t *testing.T) {
 			t.Errorf("the call still names them: %s %s", recipients, messages)
 		}
 	})
+}
+
+// On PostgreSQL, writers of deliveries that do not lock the friend's row (a broadcast
+// starting or writing a chunk, a runner's batch) may be midway when the erasure begins:
+// it waits for them, and then deletes what they wrote too.
+func TestErasingWaitsForWritersMidway(t *testing.T) {
+	h := servertest.Start(t, testutil.PostgresURL(t))
+	admin := token(t, h, staff.Admin, h.Ch)
+	op := token(t, h, staff.Operator, h.Ch)
+	ch := "/api/v1/channels/" + h.Ch
+	expect(t, call(t, h, op, "PUT", ch+"/scenarios/later", `{"definition": {"trigger": {"type": "manual"},
+		"steps": [{"key": "a", "timing": {"after": "3d"}, "messages": [{"type": "text", "text": "3日後"}]}]}, "enabled": true}`), http.StatusCreated)
+	r := expect(t, call(t, h, op, "POST", ch+"/broadcasts", map[string]any{"segment": map[string]any{}, "scheduled_at": "2099-01-01 10:00",
+		"messages": []any{map[string]string{"type": "text", "text": "いつか"}}}), http.StatusCreated)
+	broadcastID := int64(r.body["id"].(float64))
+
+	for _, writer := range []struct {
+		name string
+		lock string // what the writer holds while it writes
+	}{
+		{"a broadcast starting", "SELECT id FROM broadcasts WHERE id = ? FOR UPDATE"},
+		{"a runner's batch", "SELECT id FROM enrollments WHERE friend_id = ? FOR UPDATE"},
+	} {
+		t.Run(writer.name, func(t *testing.T) {
+			u, id := follow(t, h, "途中")
+			expect(t, call(t, h, op, "POST", ch+"/scenarios/later/start", map[string]int64{"friend_id": id}), http.StatusOK)
+			arg := broadcastID
+			if writer.name == "a runner's batch" {
+				arg = id
+			}
+			locked, release, written := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+			go func() {
+				written <- h.Srv.DB.WriteTx(ctx, func(tx *store.Tx) error {
+					rows, err := tx.QueryContext(ctx, writer.lock, arg)
+					if err != nil {
+						return err
+					}
+					rows.Close()
+					msg := []byte(`{"type":"text","text":"途中さんへ"}`)
+					if _, err := h.Srv.Delivery.Enqueue(ctx, tx, delivery.Item{ChannelID: h.Ch, FriendID: id, LineUserID: u, Source: "broadcast",
+						SourceID: broadcastID, Messages: []json.RawMessage{msg}, DueAt: h.Clk.Now().Add(time.Hour)}); err != nil {
+						return err
+					}
+					close(locked)
+					<-release
+					return nil
+				})
+			}()
+			<-locked
+			erased := make(chan reply, 1)
+			go func() { erased <- call(t, h, admin, "DELETE", fmt.Sprintf("%s/friends/%d", ch, id), nil) }()
+			select {
+			case r := <-erased:
+				t.Fatalf("the erasure did not wait for the writer: %d %s", r.status, r.raw)
+			case <-time.After(300 * time.Millisecond):
+			}
+			close(release)
+			if err := <-written; err != nil {
+				t.Fatal(err)
+			}
+			expect(t, <-erased, http.StatusOK)
+			if found := tracesIn(t, h.Srv.DB, []string{u, "途中さんへ"}); len(found) > 0 {
+				t.Errorf("left by the writer: %s", strings.Join(found, "; "))
+			}
+		})
+	}
 }

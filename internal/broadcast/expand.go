@@ -372,3 +372,32 @@ func (s *Service) fail(ctx context.Context, tx *store.Tx, id int64, now time.Tim
 		Failed, cause.Error(), store.Millis(now), store.Millis(now), id, Sending)
 	return err
 }
+
+// HoldExpansion waits until no chunk of the channel's broadcasts is being written, and
+// keeps the next ones from starting until the transaction ends (PostgreSQL): a chunk
+// writes deliveries without locking the friends it reads, so erasing a friend
+// (friend.Erase) must let one in progress commit first, and then deletes what it wrote;
+// the chunks after it no longer find the friend. The broadcasts due to start are held
+// first (a start in progress writes a first chunk, and lanes this would not see), then
+// the lanes of those sending. A broadcast created and started while the erasure's own
+// transaction runs, a few milliseconds, is not held.
+func (s *Service) HoldExpansion(ctx context.Context, tx *store.Tx, channelID string) error {
+	if tx.Dialect() != store.Postgres {
+		return nil // one writer at a time
+	}
+	for _, hold := range []struct{ query, state string }{
+		{`SELECT id FROM broadcasts WHERE channel_id = ? AND state = ? FOR UPDATE`, Scheduled},
+		{`SELECT l.broadcast_id FROM broadcast_lanes l JOIN broadcasts b ON b.id = l.broadcast_id
+			WHERE b.channel_id = ? AND b.state = ? AND NOT l.done FOR UPDATE OF l`, Sending},
+	} {
+		rows, err := tx.QueryContext(ctx, hold.query, channelID, hold.state)
+		if err != nil {
+			return fmt.Errorf("broadcast: hold expansion: %w", err)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("broadcast: hold expansion: %w", err)
+		}
+	}
+	return nil
+}

@@ -304,3 +304,19 @@ func (s *Service) Enrolments(ctx context.Context, q store.Querier, friendID int6
 	}
 	return out, rows.Err()
 }
+
+// HoldRuns waits until no runner holds the friend's runs, and keeps them until the
+// transaction ends (PostgreSQL): a runner writes deliveries for the friend without
+// locking the friend's row, so erasing the friend (friend.Erase) must let a batch in
+// progress commit first, and then deletes what it wrote.
+func (s *Service) HoldRuns(ctx context.Context, tx *store.Tx, friendID int64) error {
+	if tx.Dialect() != store.Postgres {
+		return nil // one writer at a time
+	}
+	rows, err := tx.QueryContext(ctx, "SELECT id FROM enrollments WHERE friend_id = ? FOR UPDATE", friendID)
+	if err != nil {
+		return fmt.Errorf("scenario: hold runs: %w", err)
+	}
+	rows.Close()
+	return rows.Err()
+}

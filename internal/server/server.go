@@ -208,8 +208,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.Friends.SetAudit(s.Staff.Audit) // field values and conversations deleted after their retention
 	s.Friends.SetConversationExpiry(s.Inbox.ForgetPreviews)
 	// Erasing a friend also deletes what was sent to them and forgets them in the
-	// webhook events kept for deduplication.
+	// webhook events kept for deduplication. The writers of deliveries that do not lock
+	// the friend's row (a broadcast's chunk, a runner's batch) finish first.
 	s.Friends.OnErase(func(ctx context.Context, tx *store.Tx, f friend.Friend) error {
+		if err := s.Broadcasts.HoldExpansion(ctx, tx, f.ChannelID); err != nil {
+			return err
+		}
+		if err := s.Scenarios.HoldRuns(ctx, tx, f.ID); err != nil {
+			return err
+		}
 		if err := s.Delivery.EraseFriend(ctx, tx, f.ID, f.ChannelID, f.LineUserID); err != nil {
 			return err
 		}
