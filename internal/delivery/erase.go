@@ -20,6 +20,16 @@ var ErrInFlight = errors.New("delivery: a message to the friend is being sent ri
 // to the others; a call to them alone keeps no content either. A broadcast keeps its
 // totals, as after retention.
 func (s *Service) EraseFriend(ctx context.Context, tx *store.Tx, friendID int64, channelID, lineUserID string) error {
+	if s.beforeExpire != nil {
+		if err := s.beforeExpire(ctx, tx, "friend_id = ?", friendID); err != nil {
+			return err
+		}
+	}
+	// First, as it waits for a dispatcher claiming one of them into a call: the call is
+	// then seen below.
+	if _, err := tx.ExecContext(ctx, "DELETE FROM deliveries WHERE friend_id = ?", friendID); err != nil {
+		return fmt.Errorf("delivery: erase: %w", err)
+	}
 	type carrying struct {
 		id                int64
 		state, recipients string
@@ -62,14 +72,6 @@ func (s *Service) EraseFriend(ctx context.Context, tx *store.Tx, friendID int64,
 		if err != nil {
 			return fmt.Errorf("delivery: erase: %w", err)
 		}
-	}
-	if s.beforeExpire != nil {
-		if err := s.beforeExpire(ctx, tx, "friend_id = ?", friendID); err != nil {
-			return err
-		}
-	}
-	if _, err := tx.ExecContext(ctx, "DELETE FROM deliveries WHERE friend_id = ?", friendID); err != nil {
-		return fmt.Errorf("delivery: erase: %w", err)
 	}
 	return nil
 }
