@@ -153,9 +153,15 @@ func TestErasingWaitsForACallInFlight(t *testing.T) {
 		u, id := follow(t, h, "送信中")
 		var batch int64
 		err := h.Srv.DB.WriteTx(ctx, func(tx *store.Tx) error {
-			return tx.QueryRowContext(ctx, `INSERT INTO batches (channel_id, method, messages, recipients, size, state, lease_until, created_at)
+			if err := tx.QueryRowContext(ctx, `INSERT INTO batches (channel_id, method, messages, recipients, size, state, lease_until, created_at)
 				VALUES (?, 'push', '[{"type":"text","text":"送信中さん"}]', ?, 1, 'sending', ?, 0) RETURNING id`,
-				h.Ch, `{"to":["`+u+`"]}`, store.Millis(h.Clk.Now().Add(time.Hour))).Scan(&batch)
+				h.Ch, `{"to":["`+u+`"]}`, store.Millis(h.Clk.Now().Add(time.Hour))).Scan(&batch); err != nil {
+				return err
+			}
+			// Its delivery, as the dispatcher writes it when it forms the call.
+			_, err := tx.ExecContext(ctx, `INSERT INTO deliveries (channel_id, friend_id, line_user_id, source, messages, content_hash,
+				state, batch_id, due_at, created_at) VALUES (?, ?, ?, 'api', '', '', 'sending', ?, 0, 0)`, h.Ch, id, u, batch)
+			return err
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,15 +20,57 @@ var ErrInFlight = errors.New("delivery: a message to the friend is being sent ri
 // recipients of the calls that carried them, which stay as the record of what was sent
 // to the others; a call to them alone keeps no content either. A broadcast keeps its
 // totals, as after retention.
-func (s *Service) EraseFriend(ctx context.Context, tx *store.Tx, friendID int64, channelID, lineUserID string) error {
+func (s *Service) EraseFriend(ctx context.Context, tx *store.Tx, friendID int64, lineUserID string) error {
+	// The calls that carried them are found through their deliveries, which are locked
+	// first: a dispatcher claiming one into a call right now holds it until the call is
+	// written, and the call is then seen.
+	lock := ""
+	if tx.Dialect() == store.Postgres {
+		lock = " FOR UPDATE"
+	}
+	rows, err := tx.QueryContext(ctx, "SELECT batch_id FROM deliveries WHERE friend_id = ?"+lock, friendID)
+	if err != nil {
+		return fmt.Errorf("delivery: erase: %w", err)
+	}
+	var batchIDs []int64
+	for rows.Next() {
+		var id sql.NullInt64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return fmt.Errorf("delivery: erase: %w", err)
+		}
+		if id.Valid {
+			batchIDs = append(batchIDs, id.Int64)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("delivery: erase: %w", err)
+	}
+	slices.Sort(batchIDs)
+	for _, chunk := range slices.Collect(slices.Chunk(slices.Compact(batchIDs), 500)) {
+		if err := s.eraseFromCalls(ctx, tx, chunk, lineUserID); err != nil {
+			return err
+		}
+	}
 	if s.beforeExpire != nil {
 		if err := s.beforeExpire(ctx, tx, "friend_id = ?", friendID); err != nil {
 			return err
 		}
 	}
-	// First, as it waits for a dispatcher claiming one of them into a call: the call is
-	// then seen below.
 	if _, err := tx.ExecContext(ctx, "DELETE FROM deliveries WHERE friend_id = ?", friendID); err != nil {
+		return fmt.Errorf("delivery: erase: %w", err)
+	}
+	return nil
+}
+
+// eraseFromCalls takes a LINE user out of the recipients fixed in the rows of some
+// calls. (A call that EnqueueMany formed names its recipients through their deliveries
+// alone.) One still out refuses it.
+func (s *Service) eraseFromCalls(ctx context.Context, tx *store.Tx, batchIDs []int64, lineUserID string) error {
+	in, args := inList(batchIDs)
+	rows, err := tx.QueryContext(ctx, "SELECT id, state, recipients FROM batches WHERE recipients <> '' AND id IN "+in, args...)
+	if err != nil {
 		return fmt.Errorf("delivery: erase: %w", err)
 	}
 	type carrying struct {
@@ -35,11 +78,6 @@ func (s *Service) EraseFriend(ctx context.Context, tx *store.Tx, friendID int64,
 		state, recipients string
 	}
 	var calls []carrying
-	rows, err := tx.QueryContext(ctx, `SELECT id, state, recipients FROM batches WHERE channel_id = ? AND recipients LIKE ? ESCAPE '\'`,
-		channelID, `%"`+store.EscapeLike(lineUserID)+`"%`)
-	if err != nil {
-		return fmt.Errorf("delivery: erase: %w", err)
-	}
 	for rows.Next() {
 		var c carrying
 		if err := rows.Scan(&c.id, &c.state, &c.recipients); err != nil {

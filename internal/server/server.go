@@ -217,7 +217,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		if err := s.Scenarios.HoldRuns(ctx, tx, f.ID); err != nil {
 			return err
 		}
-		if err := s.Delivery.EraseFriend(ctx, tx, f.ID, f.ChannelID, f.LineUserID); err != nil {
+		if err := s.Delivery.EraseFriend(ctx, tx, f.ID, f.LineUserID); err != nil {
 			return err
 		}
 		return ingest.ForgetUser(ctx, tx, f.ChannelID, f.LineUserID)
