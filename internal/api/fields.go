@@ -3,10 +3,12 @@ package api
 import (
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/linestep/linestep/internal/access"
+	"github.com/linestep/linestep/internal/audit"
 	"github.com/linestep/linestep/internal/friend"
 	"github.com/linestep/linestep/internal/store"
 )
@@ -34,6 +36,7 @@ func (a *API) fieldRoutes() []route {
 		{"POST", "/api/v1/channels/{ch}/fields", access.FieldsManage, a.defineField},
 		{"PUT", "/api/v1/channels/{ch}/friends/{id}/fields/{key}", access.FriendsWrite, a.setField},
 		{"DELETE", "/api/v1/channels/{ch}/friends/{id}/fields/{key}", access.FriendsWrite, a.clearField},
+		{"PUT", "/api/v1/channels/{ch}/friends/{id}/consents/{key}", access.FriendsWrite, a.putConsent},
 	}
 }
 
@@ -127,12 +130,72 @@ func (a *API) setField(w http.ResponseWriter, r *http.Request, c *call) error {
 			return invalidInput(fieldValueProblem(f, err))
 		}
 		changed, err = a.cfg.Friends.SetField(r.Context(), tx, fr.ID, f, value)
+		if errors.Is(err, friend.ErrNoConsent) {
+			return errNoConsent
+		}
 		return err
 	})
 	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"friend_id": fr.ID, "key": r.PathValue("key"), "value": value, "changed": changed})
+	return nil
+}
+
+var errNoConsent = conflict("consent_required",
+	"the field holds special care-required data: record the friend's consent first (PUT .../consents/{key})",
+	"要配慮個人情報の項目です。先に本人の同意を記録してください(PUT .../consents/{key})")
+
+// putConsent records that the friend gave or withdrew consent to keeping a special
+// care-required field, as another system asked them; withdrawing deletes the value.
+func (a *API) putConsent(w http.ResponseWriter, r *http.Request, c *call) error {
+	fr, err := a.friend(r, c)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Granted *bool  `json:"granted"`
+		How     string `json:"how"`
+	}
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	var ps []Problem
+	if req.Granted == nil {
+		ps = append(ps, Problem{Path: "granted", EN: "say true (given) or false (withdrawn)", JA: "true(同意)か false(撤回)を指定してください"})
+	}
+	if how := strings.TrimSpace(req.How); how == "" || len([]rune(how)) > 200 {
+		ps = append(ps, Problem{Path: "how", EN: "say how the friend was asked, in at most 200 characters (no personal data)",
+			JA: "どのように同意を得たかを200文字以内で書いてください(個人情報は書かないでください)"})
+	}
+	if ps != nil {
+		return invalidInput(ps...)
+	}
+	err = a.cfg.DB.WriteTx(r.Context(), func(tx *store.Tx) error {
+		f, err := a.cfg.Friends.FieldByKey(r.Context(), tx, c.channel, r.PathValue("key"))
+		if errors.Is(err, store.ErrNotFound) {
+			return notFound("field", "項目")
+		}
+		if err != nil {
+			return err
+		}
+		if f.Sensitivity != friend.Special {
+			return conflict("not_special", "consent is recorded for special care-required fields only",
+				"同意を記録するのは要配慮個人情報の項目だけです")
+		}
+		evidence := "api-token:" + strconv.FormatInt(c.token.ID, 10) + " " + strings.TrimSpace(req.How)
+		if err := a.cfg.Friends.RecordConsent(r.Context(), tx, fr.ID, f, *req.Granted, friend.ConsentByAPI, evidence, a.cfg.Clock.Now()); err != nil {
+			return err
+		}
+		_, err = a.cfg.Audit.Append(r.Context(), tx, audit.Record{Actor: audit.Token(c.token.ID, c.token.Name), Action: audit.FriendUpdate,
+			ChannelID: c.channel, Subject: audit.Subject("friend", fr.ID), Fields: []string{f.Key},
+			Detail: map[string]string{"consent": strconv.FormatBool(*req.Granted)}, ClientAddr: c.client.Addr, UserAgent: c.client.UserAgent})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"friend_id": fr.ID, "key": r.PathValue("key"), "granted": *req.Granted})
 	return nil
 }
 

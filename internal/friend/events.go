@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/line/line-bot-sdk-go/v8/linebot/webhook"
 
@@ -131,7 +132,17 @@ func (s *Service) applyPostback(ctx context.Context, tx *store.Tx, ev ingest.Eve
 			m.PostbackParams = string(b)
 		}
 	}
-	return s.logInbound(ctx, tx, ev, m)
+	if err := s.logInbound(ctx, tx, ev, m); err != nil {
+		return err
+	}
+	if pe.Postback == nil || !strings.HasPrefix(pe.Postback.Data, consentPrefix) {
+		return nil
+	}
+	var friendID int64
+	if err := tx.QueryRowContext(ctx, "SELECT id FROM friends WHERE channel_id = ? AND line_user_id = ?", ev.ChannelID, ev.UserID).Scan(&friendID); err != nil {
+		return fmt.Errorf("friend: consent: %w", err)
+	}
+	return s.applyConsentPostback(ctx, tx, ev, friendID, pe)
 }
 
 func (s *Service) logInbound(ctx context.Context, tx *store.Tx, ev ingest.Event, m Message) error {

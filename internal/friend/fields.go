@@ -210,6 +210,9 @@ func (s *Service) SetField(ctx context.Context, q store.Querier, friendID int64,
 	if err != nil {
 		return false, err
 	}
+	if err := s.requireConsent(ctx, q, friendID, f); err != nil {
+		return false, err
+	}
 	var old string
 	err = q.QueryRowContext(ctx, "SELECT value FROM friend_fields WHERE friend_id = ? AND field_id = ?", friendID, f.ID).Scan(&old)
 	if err == nil && old == v {

@@ -397,6 +397,9 @@ func TestFieldValuesExpireAfterTheirRetention(t *testing.T) {
 			}
 		}
 		for _, u := range users {
+			if err := f.friends.RecordConsent(ctx, q, f.friend(t, u).ID, health, true, friend.ConsentByStaff, "staff:1 paper", f.clk.Now()); err != nil {
+				t.Fatal(err)
+			}
 			set(u, health, "腰痛あり")
 			set(u, area, "osaka")
 		}

@@ -504,6 +504,11 @@ func (r *stepRun) act(ctx context.Context, sc *Scenario, a Actions, friendID int
 				s.logger.Warn("scenario step sets a value the field no longer takes", "scenario", sc.Key, "field", key)
 				continue
 			}
+			if errors.Is(err, friend.ErrNoConsent) {
+				// Not a reason to hold the friend's steps: the rest of the step stands.
+				s.logger.Warn("scenario step sets a special field the friend has not consented to; value not set", "scenario", sc.Key, "field", key)
+				continue
+			}
 			return err
 		}
 	}

@@ -35,6 +35,7 @@ func (c *Console) friendRoutes(mux *http.ServeMux) {
 	c.handle(mux, "POST", base+"/{friendID}/tags/{tagID}/remove", access.FriendsWrite, c.friendRemoveTag)
 	c.handle(mux, "POST", base+"/{friendID}/fields", access.FriendsWrite, c.friendSetField)
 	c.handle(mux, "POST", base+"/{friendID}/erase", access.FriendsErase, c.friendErase)
+	c.handle(mux, "POST", base+"/{friendID}/consent", access.FriendsWrite, c.friendConsent)
 }
 
 // friendPage is the size of a page of the list.

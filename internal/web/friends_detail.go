@@ -30,6 +30,9 @@ type fieldRow struct {
 	// may not read it edits blind, and the page carries nothing they may not see).
 	Edit   string
 	Reveal *revealForm // set when masked and the member may reveal it
+	// Consent is where the friend's consent to a special field stands (nil: never
+	// recorded, or not a special field).
+	Consent *friend.Consent
 }
 
 // revealForm is what the reveal form of one masked value needs.
@@ -59,6 +62,7 @@ type friendDetailData struct {
 	KeepValue    string
 	CanChat      bool
 	Conversation *inbox.Conversation
+	ConsentHows  []string
 }
 
 // loadFriend reads a friend's profile, tags and fields on q, masked as the member may
@@ -116,6 +120,15 @@ func (c *Console) loadFriend(ctx context.Context, qr store.Querier, q *request, 
 		if ok && def.Sensitivity.Personal() && !row.Masked {
 			shown = append(shown, def.Key)
 		}
+		if def.Sensitivity == friend.Special {
+			consent, known, err := c.Friends.ConsentOf(ctx, qr, f.ID, def.ID)
+			if err != nil {
+				return d, nil, err
+			}
+			if known {
+				row.Consent = &consent
+			}
+		}
 		d.Fields = append(d.Fields, row)
 	}
 	return d, shown, nil
@@ -127,7 +140,8 @@ func (c *Console) friendDetail(w http.ResponseWriter, r *http.Request, q *reques
 		c.render(w, r, http.StatusNotFound, "error", "error.notfound", q, "error.notfound")
 		return
 	}
-	done := map[string]string{"tag": "friend.done.tag", "untag": "friend.done.untag", "field": "friend.done.field"}
+	done := map[string]string{"tag": "friend.done.tag", "untag": "friend.done.untag", "field": "friend.done.field",
+		"consent": "friend.done.consent"}
 	c.showFriend(w, r, q, id, http.StatusOK, friendDetailData{Done: done[r.URL.Query().Get("done")]})
 }
 
@@ -159,6 +173,7 @@ func (c *Console) showFriend(w http.ResponseWriter, r *http.Request, q *request,
 		return
 	}
 	d.Problem, d.Done, d.KeepKey, d.KeepValue = extra.Problem, extra.Done, extra.KeepKey, extra.KeepValue
+	d.ConsentHows = consentHows
 	if d.AllTags, err = c.Friends.Tags(ctx, q.Channel.ID); err != nil {
 		c.fail(w, r, q, err)
 		return
@@ -415,6 +430,9 @@ func (c *Console) friendSetField(w http.ResponseWriter, r *http.Request, q *requ
 		if errors.Is(err, friend.ErrInvalid) {
 			return audit.Record{}, valueProblem[def.Type], nil
 		}
+		if errors.Is(err, friend.ErrNoConsent) {
+			return audit.Record{}, "friend.err.noconsent", nil
+		}
 		if err != nil {
 			return audit.Record{}, "", err
 		}
@@ -514,4 +532,35 @@ func (c *Console) friendErase(w http.ResponseWriter, r *http.Request, q *request
 		return
 	}
 	http.Redirect(w, r, "/console/channels/"+q.Channel.ID+"/friends?done=erased", http.StatusSeeOther)
+}
+
+// consentHows are the ways staff may say they obtained (or were told of the withdrawal
+// of) a friend's consent; the record keeps which, and who recorded it.
+var consentHows = []string{"paper", "in_person", "form", "other"}
+
+// friendConsent records that the friend gave or withdrew consent to keeping a special
+// field, as a staff member obtained it (withdrawing deletes the value).
+func (c *Console) friendConsent(w http.ResponseWriter, r *http.Request, q *request) {
+	key, how, granted := r.PostFormValue("key"), r.PostFormValue("how"), r.PostFormValue("granted") == "yes"
+	c.friendEdit(w, r, q, "consent", func(ctx context.Context, tx *store.Tx, f friend.Friend) (audit.Record, string, error) {
+		def, err := c.Friends.FieldByKey(ctx, tx, q.Channel.ID, key)
+		if errors.Is(err, store.ErrNotFound) {
+			return audit.Record{}, "friends.err.nofield", nil
+		}
+		if err != nil {
+			return audit.Record{}, "", err
+		}
+		if !slices.Contains(consentHows, how) {
+			return audit.Record{}, "friend.err.consenthow", nil
+		}
+		evidence := "staff:" + strconv.FormatInt(q.Member.ID, 10) + " " + how
+		err = c.Friends.RecordConsent(ctx, tx, f.ID, def, granted, friend.ConsentByStaff, evidence, c.Clock.Now())
+		if errors.Is(err, friend.ErrInvalid) {
+			return audit.Record{}, "friend.err.notspecial", nil
+		}
+		if err != nil {
+			return audit.Record{}, "", err
+		}
+		return audit.Record{Fields: []string{key}, Detail: map[string]string{"consent": strconv.FormatBool(granted), "how": how}}, "", nil
+	})
 }

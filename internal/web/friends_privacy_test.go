@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/linestep/linestep/internal/audit"
+	"github.com/linestep/linestep/internal/friend"
 	"github.com/linestep/linestep/internal/servertest"
 	"github.com/linestep/linestep/internal/staff"
 )
@@ -71,5 +72,45 @@ func TestEraseAFriendFromTheConsole(t *testing.T) {
 	recs, err := h.Srv.Audit.Query(ctx, audit.Filter{Action: audit.FriendDelete})
 	if err != nil || len(recs) != 1 || recs[0].Actor.Name != "owner" || recs[0].Subject != fmt.Sprintf("friend:%d", id) || recs[0].ChannelID != h.Ch {
 		t.Errorf("audit: %+v %v", recs, err)
+	}
+}
+
+// A special care-required field on the friend's page: its value is refused until a
+// member records the friend's consent (how it was obtained), then kept; the page says
+// where the consent stands; recording a withdrawal deletes the value.
+func TestConsentFromTheConsole(t *testing.T) {
+	h := servertest.Start(t, t.TempDir()+"/c.db")
+	ctx := context.Background()
+	owner, _ := ownerBrowser(t, h)
+	u := h.User("同意さん")
+	h.OK(h.Emu.Follow(ctx, h.Ch, u))
+	h.Eventually("the friend", func() bool { return h.Friend(u).DisplayName != "" })
+	id := h.Friend(u).ID
+	if _, err := h.Srv.Friends.DefineField(ctx, h.Srv.DB, friend.Field{ChannelID: h.Ch, Key: "allergy", Label: "アレルギー",
+		Type: friend.TextField, Purpose: "料理の案内", Sensitivity: friend.Special}); err != nil {
+		t.Fatal(err)
+	}
+	page := fmt.Sprintf("/console/channels/%s/friends/%d", h.Ch, id)
+	if _, body := owner.get(page); !strings.Contains(body, "同意なし") {
+		t.Errorf("the page does not say there is no consent")
+	}
+	res, body := owner.post(page, page+"/fields", url.Values{"key": {"allergy"}, "value": {"えび"}})
+	if res.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, "先に本人の同意を記録してください") {
+		t.Errorf("a special value without consent: %d", res.StatusCode)
+	}
+	if res, _ := owner.post(page, page+"/consent", url.Values{"key": {"allergy"}, "granted": {"yes"}, "how": {"telepathy"}}); res.StatusCode != http.StatusUnprocessableEntity {
+		t.Errorf("consent obtained in an unknown way: %d", res.StatusCode)
+	}
+	res, _ = owner.post(page, page+"/consent", url.Values{"key": {"allergy"}, "granted": {"yes"}, "how": {"paper"}})
+	wantRedirect(t, "consent", res, page+"?done=consent")
+	res, _ = owner.post(page, page+"/fields", url.Values{"key": {"allergy"}, "value": {"えび"}})
+	wantRedirect(t, "value", res, page+"?done=field")
+	if _, body := owner.get(page); !strings.Contains(body, "同意あり") || !strings.Contains(body, "スタッフが記録") || !strings.Contains(body, "えび") {
+		t.Errorf("the page after consent")
+	}
+	res, _ = owner.post(page, page+"/consent", url.Values{"key": {"allergy"}, "granted": {"no"}, "how": {"in_person"}})
+	wantRedirect(t, "withdrawal", res, page+"?done=consent")
+	if _, body := owner.get(page); !strings.Contains(body, "同意撤回") || strings.Contains(body, "えび") {
+		t.Errorf("the page after withdrawal")
 	}
 }
