@@ -78,6 +78,7 @@ func (c *Console) Routes(mux *http.ServeMux) error {
 	mux.HandleFunc("GET /login/link/{token}", c.loginLinkPage)
 	mux.HandleFunc("POST /login/link", c.redeemLoginLink)
 	c.handle(mux, "POST", "/logout", "", c.logout)
+	c.privacyRoutes(mux) // public: the friends' privacy notice
 	// One function per area of the console, each in its own file.
 	for _, add := range []func(*http.ServeMux){
 		c.dashboardRoutes, c.friendRoutes, c.inboxRoutes, c.scenarioRoutes, c.broadcastRoutes,

@@ -114,3 +114,50 @@ func TestConsentFromTheConsole(t *testing.T) {
 		t.Errorf("the page after withdrawal")
 	}
 }
+
+// The privacy notice is public, made from the account's field catalogue and retention
+// settings (a field's label and purpose escaped), in Japanese and English, and shows
+// nobody's data; an unknown account is not found.
+func TestPrivacyNotice(t *testing.T) {
+	h := servertest.Start(t, t.TempDir()+"/c.db")
+	ctx := context.Background()
+	u := h.User("見えてはいけない名前")
+	h.OK(h.Emu.Follow(ctx, h.Ch, u))
+	h.Eventually("the friend", func() bool { return h.Friend(u).DisplayName != "" })
+	for _, f := range []friend.Field{
+		{ChannelID: h.Ch, Key: "allergy", Label: "アレルギー<script>", Type: friend.TextField, Purpose: "料理をご案内するため", Sensitivity: friend.Special, RetentionDays: 90},
+		{ChannelID: h.Ch, Key: "area", Label: "お住まいの地域", Type: friend.TextField, Purpose: "地域のお知らせのため", Sensitivity: friend.Attribute},
+	} {
+		fl, err := h.Srv.Friends.DefineField(ctx, h.Srv.DB, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Key == "area" {
+			if _, err := h.Srv.Friends.SetField(ctx, h.Srv.DB, h.Friend(u).ID, fl, "大阪市北区"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	anon := newBrowser(t, h.Base)
+	res, body := anon.get("/privacy/" + h.Ch)
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("privacy notice: %d", res.StatusCode)
+	}
+	for _, want := range []string{"個人情報の取り扱い", "アレルギー&lt;script&gt;", "料理をご案内するため", "最後に変更してから90日", "お住まいの地域",
+		"同意をいただいた場合のみ保存", "730日", "180日"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the notice does not say %q", want)
+		}
+	}
+	for _, never := range []string{"見えてはいけない名前", "大阪市北区", u, "<script>"} {
+		if strings.Contains(body, never) {
+			t.Errorf("the notice shows %q", never)
+		}
+	}
+	if _, body := anon.get("/privacy/" + h.Ch + "?lang=en"); !strings.Contains(body, "How your personal data is handled") || !strings.Contains(body, "90 days after it was last changed") {
+		t.Errorf("the English notice")
+	}
+	if res, _ := anon.get("/privacy/nosuch"); res.StatusCode != http.StatusNotFound {
+		t.Errorf("an unknown account: %d", res.StatusCode)
+	}
+}
