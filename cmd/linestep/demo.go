@@ -129,6 +129,8 @@ LINE のエミュレーターと模擬の友だちで linestep を試せます�
                              login %s  password %s
   LINE emulator / LINE エミュレーター: %s
   Channel / チャネル:        %s (%s)
+  Privacy notice for friends / 友だち向けの個人情報の取り扱い:
+                             %s/privacy/%s
 
   %d simulated friends are following and chatting. Each new friend is greeted by
   reply and gets two more steps within a minute; "営業" or "open" gets an auto-reply.
@@ -137,7 +139,7 @@ LINE のエミュレーターと模擬の友だちで linestep を試せます�
   (応答メッセージ)と1分以内の2通のステップ配信、「営業」への自動応答が動きます。
   Ctrl-C で停止します。
 
-`, base, base, link, staffLogin, staffPassword, emuURL, ch.ID, ch.Name, *friends, *friends)
+`, base, base, link, staffLogin, staffPassword, emuURL, ch.ID, ch.Name, base, ch.ID, *friends, *friends)
 
 	sim := &simulation{emu: emu, channelID: ch.ID, logger: logger}
 	if err := sim.populate(ctx, *friends); err != nil && ctx.Err() == nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/linestep/linestep/internal/access"
 	"github.com/linestep/linestep/internal/autoreply"
+	"github.com/linestep/linestep/internal/friend"
 	"github.com/linestep/linestep/internal/message"
 	"github.com/linestep/linestep/internal/scenario"
 	"github.com/linestep/linestep/internal/server"
@@ -47,6 +48,20 @@ func setupDemoAutomation(ctx context.Context, srv *server.Server, channelID stri
 			}
 			if _, err := srv.Scenarios.Save(ctx, tx, scenario.Scenario{ChannelID: channelID, Key: key, Definition: def, Enabled: true}); err != nil {
 				return fmt.Errorf("demo scenario %s: %w", key, err)
+			}
+		}
+		// Fields with their purposes: the privacy notice lists them, and the allergy
+		// field shows how special care-required data waits for the friend's consent.
+		for _, f := range []friend.Field{
+			{Key: "phone", Label: "電話番号 (Phone)", Type: friend.TextField, Purpose: "ご予約の確認のため (to confirm bookings)", Sensitivity: friend.Normal, RetentionDays: 365},
+			{Key: "area", Label: "お住まいの地域 (Area)", Type: friend.ChoiceField, Choices: []string{"大阪", "京都", "神戸"},
+				Purpose: "地域のお知らせのため (local news)", Sensitivity: friend.Attribute},
+			{Key: "allergy", Label: "アレルギー (Allergies)", Type: friend.TextField, Purpose: "安全なメニューをご案内するため (safe menus)",
+				Sensitivity: friend.Special, RetentionDays: 180},
+		} {
+			f.ChannelID = channelID
+			if _, err := srv.Friends.DefineField(ctx, tx, f); err != nil {
+				return fmt.Errorf("demo field %s: %w", f.Key, err)
 			}
 		}
 		_, err := srv.Replies.Save(ctx, tx, autoreply.Rule{ChannelID: channelID, Key: "hours", Name: "営業時間 (Opening hours)",
