@@ -75,9 +75,9 @@ func (s *Service) RunFillExactKeys(ctx context.Context) {
 // fillChunk bounds the values one transaction of FillExactKeys keys.
 const fillChunk = 1000
 
-// FillExactKeys keys the field values written before the blind index existed, a chunk
-// per transaction, then records that all are: the server runs it when it starts. It
-// returns how many values it keyed.
+// FillExactKeys keys (and normalises, for the partial search) the field values written
+// before the blind index existed, a chunk per transaction, then records that all are:
+// the server runs it when it starts. It returns how many values it keyed.
 func (s *Service) FillExactKeys(ctx context.Context) (int, error) {
 	total := 0
 	for {
@@ -130,24 +130,24 @@ func (s *Service) fillExactChunk(ctx context.Context) (int, error) {
 			return err
 		}
 		n = len(todo)
-		friends, fields, keys := make([]int64, n), make([]int64, n), make([]string, n)
+		friends, fields, keys, norms := make([]int64, n), make([]int64, n), make([]string, n), make([]string, n)
 		for i, u := range todo {
-			friends[i], fields[i], keys[i] = u.friendID, u.fieldID, s.exactKey(u.channelID, u.value)
+			friends[i], fields[i], keys[i], norms[i] = u.friendID, u.fieldID, s.exactKey(u.channelID, u.value), NormalizeExact(u.value)
 		}
 		if tx.Dialect() == store.Postgres {
-			_, err := tx.ExecContext(ctx, `UPDATE friend_fields ff SET exact_key = u.k
-				FROM unnest(?::bigint[], ?::bigint[], ?::text[]) AS u(friend, field, k)
-				WHERE ff.friend_id = u.friend AND ff.field_id = u.field`, friends, fields, keys)
+			_, err := tx.ExecContext(ctx, `UPDATE friend_fields ff SET exact_key = u.k, norm_value = u.norm
+				FROM unnest(?::bigint[], ?::bigint[], ?::text[], ?::text[]) AS u(friend, field, k, norm)
+				WHERE ff.friend_id = u.friend AND ff.field_id = u.field`, friends, fields, keys, norms)
 			return err
 		}
 		for start := 0; start < n; start += 500 {
 			end := min(start+500, n)
-			args := make([]any, 0, 3*(end-start))
+			args := make([]any, 0, 4*(end-start))
 			for i := start; i < end; i++ {
-				args = append(args, friends[i], fields[i], keys[i])
+				args = append(args, friends[i], fields[i], keys[i], norms[i])
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE friend_fields SET exact_key = v.column3
-				FROM (VALUES `+store.Placeholders(end-start, 3)+`) AS v
+			if _, err := tx.ExecContext(ctx, `UPDATE friend_fields SET exact_key = v.column3, norm_value = v.column4
+				FROM (VALUES `+store.Placeholders(end-start, 4)+`) AS v
 				WHERE friend_fields.friend_id = v.column1 AND friend_fields.field_id = v.column2`, args...); err != nil {
 				return err
 			}

@@ -221,11 +221,11 @@ func (s *Service) SetField(ctx context.Context, q store.Querier, friendID int64,
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return false, fmt.Errorf("friend: set field: %w", err)
 	}
-	_, err = q.ExecContext(ctx, `INSERT INTO friend_fields (friend_id, field_id, value, exact_key, updated_at)
-		SELECT f.id, ?, ?, ?, ? FROM friends f WHERE f.id = ? AND f.channel_id = ?
+	_, err = q.ExecContext(ctx, `INSERT INTO friend_fields (friend_id, field_id, value, exact_key, norm_value, updated_at)
+		SELECT f.id, ?, ?, ?, ?, ? FROM friends f WHERE f.id = ? AND f.channel_id = ?
 		ON CONFLICT (friend_id, field_id) DO UPDATE SET value = excluded.value, exact_key = excluded.exact_key,
-			updated_at = excluded.updated_at`,
-		f.ID, v, s.exactKey(f.ChannelID, v), store.Millis(s.clock.Now()), friendID, f.ChannelID)
+			norm_value = excluded.norm_value, updated_at = excluded.updated_at`,
+		f.ID, v, s.exactKey(f.ChannelID, v), NormalizeExact(v), store.Millis(s.clock.Now()), friendID, f.ChannelID)
 	if err != nil {
 		return false, fmt.Errorf("friend: set field: %w", err)
 	}

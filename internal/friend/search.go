@@ -146,8 +146,12 @@ func (fl SearchFilter) where(channelID string, key func(channelID, value string)
 		if n := NormalizeExact(p); n != "" {
 			normLike = "%" + store.EscapeLike(n) + "%"
 		}
+		norm := normalizedValue
+		if key != nil {
+			norm = "ff.norm_value" // every value has it: no normalising in SQL
+		}
 		q += ` AND (LOWER(f.display_name) LIKE ? ESCAPE '\' OR EXISTS (SELECT 1 FROM friend_fields ff WHERE ff.friend_id = f.id
-			AND (LOWER(ff.value) LIKE ? ESCAPE '\' OR ` + normalizedValue + ` LIKE ? ESCAPE '\')))`
+			AND (LOWER(ff.value) LIKE ? ESCAPE '\' OR ` + norm + ` LIKE ? ESCAPE '\')))`
 		args = append(args, like, like, normLike)
 	}
 	if fl.After > 0 {

@@ -126,6 +126,10 @@ func searchChecks(t *testing.T, search func(*testing.T, friend.SearchFilter) []i
 	if got := found(friend.SearchFilter{Partial: "5678"}); !slices.Equal(got, []int64{ids[0], ids[2]}) {
 		t.Errorf("partial 5678: %v", got)
 	}
+	// Stored in full-width digits with dashes: found by the digits as typed.
+	if got := found(friend.SearchFilter{Partial: "0901234"}); !slices.Equal(got, []int64{ids[0]}) {
+		t.Errorf("partial 0901234: %v", got)
+	}
 	if got := found(friend.SearchFilter{Partial: "2郎"}); !slices.Equal(got, []int64{ids[2]}) {
 		t.Errorf("partial name: %v", got)
 	}
