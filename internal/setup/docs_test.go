@@ -21,8 +21,8 @@ func TestDocExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	examples := exampleBlock.FindAllStringSubmatch(string(doc), -1)
-	if len(examples) != 3 {
-		t.Fatalf("found %d examples in docs/setup-files.md, want 3", len(examples))
+	if len(examples) != 4 {
+		t.Fatalf("found %d examples in docs/setup-files.md, want 4", len(examples))
 	}
 	testutil.EachDB(t, func(t *testing.T, db *store.DB) {
 		for _, ex := range examples {
