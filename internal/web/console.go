@@ -150,12 +150,17 @@ type view struct {
 	Channel *channel.Channel
 	CSRF    string
 	Data    any
+	// Public: a page for friends (the privacy notice), without the console's header.
+	Public bool
 }
+
+// publicPages are shown to friends, not staff.
+var publicPages = map[string]bool{"privacy": true}
 
 // render writes a page. q is nil on pages before sign-in.
 func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, page, titleKey string, q *request, data any) {
 	lang := language(r)
-	v := view{Lang: lang, Title: translate(lang, titleKey), Data: data}
+	v := view{Lang: lang, Title: translate(lang, titleKey), Data: data, Public: publicPages[page]}
 	if q != nil {
 		v.Member, v.P, v.Channel, v.CSRF = q.Member, q.P, q.Channel, q.CSRF
 	}

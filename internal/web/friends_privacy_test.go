@@ -149,7 +149,7 @@ func TestPrivacyNotice(t *testing.T) {
 			t.Errorf("the notice does not say %q", want)
 		}
 	}
-	for _, never := range []string{"見えてはいけない名前", "大阪市北区", u, "<script>"} {
+	for _, never := range []string{"見えてはいけない名前", "大阪市北区", u, "<script>", `href="/console/`} {
 		if strings.Contains(body, never) {
 			t.Errorf("the notice shows %q", never)
 		}
