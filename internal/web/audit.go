@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"slices"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/linestep/linestep/internal/access"
 	"github.com/linestep/linestep/internal/audit"
+	"github.com/linestep/linestep/internal/staff"
 	"github.com/linestep/linestep/internal/store"
 )
 
@@ -129,6 +131,12 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request, q *request) 
 	}
 	for _, m := range members {
 		id := strconv.FormatInt(m.ID, 10)
+		if shares, err := c.sharesAChannel(ctx, q.P, m); err != nil {
+			c.fail(w, r, q, err)
+			return
+		} else if !shares {
+			continue // works on other accounts only: not the reader's to know of
+		}
 		v.Actors = append(v.Actors, choice{Value: id, Label: m.Name + " (" + m.Login + ")", On: id == aq.Actor})
 		subjects["staff:"+id] = m.Name + " (staff:" + id + ")"
 	}
@@ -147,6 +155,19 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request, q *request) 
 			Subject: subjectText(q.Lang, rec.Subject, subjects, roles), Detail: detailText(q.Lang, rec.Detail, roles)})
 	}
 	c.render(w, r, http.StatusOK, "audit", "auditlog.title", q, v)
+}
+
+// sharesAChannel reports whether a member works on one of the accounts of a reader bound
+// to some (owners work on all).
+func (c *Console) sharesAChannel(ctx context.Context, p access.Principal, m staff.Member) (bool, error) {
+	if p.AllChannels() || string(m.Role) == access.Owner {
+		return true, nil
+	}
+	theirs, err := c.Access.Channels(ctx, c.DB, m.ID)
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(theirs, p.OnChannel), nil
 }
 
 // scopeAudit narrows what a reader bound to some channels sees to their channels' records
