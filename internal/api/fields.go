@@ -119,10 +119,7 @@ func (a *API) setField(w http.ResponseWriter, r *http.Request, c *call) error {
 	var changed bool
 	var value string
 	err = a.cfg.DB.WriteTx(r.Context(), func(tx *store.Tx) error {
-		f, err := a.cfg.Friends.FieldByKey(r.Context(), tx, c.channel, r.PathValue("key"))
-		if errors.Is(err, store.ErrNotFound) {
-			return notFound("field", "項目")
-		}
+		f, err := a.pathField(r, c, tx)
 		if err != nil {
 			return err
 		}
@@ -140,6 +137,15 @@ func (a *API) setField(w http.ResponseWriter, r *http.Request, c *call) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"friend_id": fr.ID, "key": r.PathValue("key"), "value": value, "changed": changed})
 	return nil
+}
+
+// pathField is the channel's field that the path's {key} names.
+func (a *API) pathField(r *http.Request, c *call, q store.Querier) (friend.Field, error) {
+	f, err := a.cfg.Friends.FieldByKey(r.Context(), q, c.channel, r.PathValue("key"))
+	if errors.Is(err, store.ErrNotFound) {
+		return friend.Field{}, notFound("field", "項目")
+	}
+	return f, err
 }
 
 var errNoConsent = conflict("consent_required",
@@ -172,10 +178,7 @@ func (a *API) putConsent(w http.ResponseWriter, r *http.Request, c *call) error 
 		return invalidInput(ps...)
 	}
 	err = a.cfg.DB.WriteTx(r.Context(), func(tx *store.Tx) error {
-		f, err := a.cfg.Friends.FieldByKey(r.Context(), tx, c.channel, r.PathValue("key"))
-		if errors.Is(err, store.ErrNotFound) {
-			return notFound("field", "項目")
-		}
+		f, err := a.pathField(r, c, tx)
 		if err != nil {
 			return err
 		}
@@ -205,10 +208,7 @@ func (a *API) clearField(w http.ResponseWriter, r *http.Request, c *call) error 
 		return err
 	}
 	err = a.cfg.DB.WriteTx(r.Context(), func(tx *store.Tx) error {
-		f, err := a.cfg.Friends.FieldByKey(r.Context(), tx, c.channel, r.PathValue("key"))
-		if errors.Is(err, store.ErrNotFound) {
-			return notFound("field", "項目")
-		}
+		f, err := a.pathField(r, c, tx)
 		if err != nil {
 			return err
 		}
