@@ -257,3 +257,25 @@ var tokyo = func() *time.Location {
 	}
 	return loc
 }()
+
+// IssuedTo lists the coupons issued to a friend, oldest first, for the friend's own copy
+// of their data (a disclosure).
+func (s *Service) IssuedTo(ctx context.Context, q store.Querier, friendID int64) ([]Issued, error) {
+	rows, err := q.QueryContext(ctx, `SELECT c.id, c.key, c.title, i.code, i.redeemed, i.issued_at FROM coupon_issues i
+		JOIN coupons c ON c.id = i.coupon_id WHERE i.friend_id = ? ORDER BY i.id`, friendID)
+	if err != nil {
+		return nil, fmt.Errorf("coupon: issued to friend: %w", err)
+	}
+	defer rows.Close()
+	var out []Issued
+	for rows.Next() {
+		is := Issued{FriendID: friendID}
+		var at int64
+		if err := rows.Scan(&is.CouponID, &is.Key, &is.Title, &is.Code, &is.Redeemed, &at); err != nil {
+			return nil, fmt.Errorf("coupon: issued to friend: %w", err)
+		}
+		is.IssuedAt = store.Time(at)
+		out = append(out, is)
+	}
+	return out, rows.Err()
+}

@@ -127,3 +127,26 @@ func (s *Service) applyConsentPostback(ctx context.Context, tx *store.Tx, ev ing
 	}
 	return s.RecordConsent(ctx, tx, friendID, f, grant, ConsentByPostback, "event:"+ev.EventID, ev.OccurredAt)
 }
+
+// ConsentHistory lists every consent a friend gave or withdrew, oldest first, with the
+// key of its field.
+func (s *Service) ConsentHistory(ctx context.Context, q store.Querier, friendID int64) (map[string][]Consent, error) {
+	rows, err := q.QueryContext(ctx, `SELECT f.key, c.field_id, c.granted, c.source, c.evidence, c.at FROM consents c
+		JOIN fields f ON f.id = c.field_id WHERE c.friend_id = ? ORDER BY c.id`, friendID)
+	if err != nil {
+		return nil, fmt.Errorf("friend: consent history: %w", err)
+	}
+	defer rows.Close()
+	out := map[string][]Consent{}
+	for rows.Next() {
+		var key string
+		var c Consent
+		var at int64
+		if err := rows.Scan(&key, &c.FieldID, &c.Granted, &c.Source, &c.Evidence, &at); err != nil {
+			return nil, fmt.Errorf("friend: consent history: %w", err)
+		}
+		c.At = store.Time(at)
+		out[key] = append(out[key], c)
+	}
+	return out, rows.Err()
+}

@@ -36,6 +36,7 @@ func (c *Console) friendRoutes(mux *http.ServeMux) {
 	c.handle(mux, "POST", base+"/{friendID}/fields", access.FriendsWrite, c.friendSetField)
 	c.handle(mux, "POST", base+"/{friendID}/erase", access.FriendsErase, c.friendErase)
 	c.handle(mux, "POST", base+"/{friendID}/consent", access.FriendsWrite, c.friendConsent)
+	c.handle(mux, "POST", base+"/{friendID}/disclosure", access.FriendsExport, c.friendDisclosure)
 }
 
 // friendPage is the size of a page of the list.

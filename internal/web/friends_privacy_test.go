@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -10,9 +11,11 @@ import (
 	"time"
 
 	"github.com/linestep/linestep/internal/audit"
+	"github.com/linestep/linestep/internal/delivery"
 	"github.com/linestep/linestep/internal/friend"
 	"github.com/linestep/linestep/internal/servertest"
 	"github.com/linestep/linestep/internal/staff"
+	"github.com/linestep/linestep/internal/store"
 )
 
 // Erasing a friend from the console: only those with friends:erase see the form and
@@ -159,5 +162,93 @@ func TestPrivacyNotice(t *testing.T) {
 	}
 	if res, _ := anon.get("/privacy/nosuch"); res.StatusCode != http.StatusNotFound {
 		t.Errorf("an unknown account: %d", res.StatusCode)
+	}
+}
+
+// The disclosure file holds everything kept about the friend (their name, a field value
+// with its purpose, their words, what was sent to them, their consent), is refused to a
+// member who may not read personal data, needs a recent confirmation, and is audited.
+func TestDisclosureOfAFriendsData(t *testing.T) {
+	h := servertest.Start(t, t.TempDir()+"/c.db")
+	ctx := context.Background()
+	owner, secret := ownerBrowser(t, h)
+	u := h.User("開示さん")
+	h.OK(h.Emu.Follow(ctx, h.Ch, u))
+	h.OK(h.Emu.SendText(ctx, h.Ch, u, "私のデータを見せてください"))
+	h.Eventually("the friend and the message", func() bool { return h.Friend(u).DisplayName != "" && len(h.Conversation(u)) == 1 })
+	id := h.Friend(u).ID
+	allergy, err := h.Srv.Friends.DefineField(ctx, h.Srv.DB, friend.Field{ChannelID: h.Ch, Key: "allergy", Label: "アレルギー",
+		Type: friend.TextField, Purpose: "料理をご案内するため", Sensitivity: friend.Special})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = h.Srv.DB.WriteTx(ctx, func(tx *store.Tx) error {
+		if err := h.Srv.Friends.RecordConsent(ctx, tx, id, allergy, true, friend.ConsentByStaff, "staff:1 paper", h.Clk.Now()); err != nil {
+			return err
+		}
+		if _, err := h.Srv.Friends.SetField(ctx, tx, id, allergy, "えび"); err != nil {
+			return err
+		}
+		_, err := h.Srv.Delivery.Enqueue(ctx, tx, delivery.Item{ChannelID: h.Ch, FriendID: id, LineUserID: u, Source: "api",
+			Messages: []json.RawMessage{json.RawMessage(`{"type":"text","text":"ご予約を承りました"}`)}})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Eventually("the message sent", func() bool { r, _ := h.Emu.ReceivedBy(h.Ch, u); return len(r) > 0 })
+	page := fmt.Sprintf("/console/channels/%s/friends/%d", h.Ch, id)
+
+	res, _ := owner.post("/console/staff", "/console/staff", url.Values{"name": {"分析"}, "login": {"ana"}, "role": {"analyst"},
+		"channels": {h.Ch}, "mode": {"password"}, "password": {"sunflower field in august"}})
+	if res.StatusCode != 200 {
+		t.Fatalf("create an analyst: %d", res.StatusCode)
+	}
+	ana := passwordSignIn(t, h, "ana", "sunflower field in august", "")
+	if res, _ := ana.post(page, page+"/disclosure", nil); res.StatusCode != http.StatusForbidden {
+		t.Errorf("an analyst discloses: %d", res.StatusCode)
+	}
+
+	h.Clk.Advance(staff.ReauthWindow + time.Minute)
+	res, _ = owner.post(page, page+"/disclosure", nil)
+	wantRedirect(t, "disclosure without a recent confirmation", res, "/console/account/reauth?next="+url.QueryEscape(page))
+	res, _ = owner.post("/console/account/reauth", "/console/account/reauth", url.Values{"password": {ownerPassword},
+		"code": {code(t, secret, h.Clk.Now())}, "next": {page}})
+	wantRedirect(t, "confirmation", res, page)
+	res, body := owner.post(page, page+"/disclosure", nil)
+	if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") ||
+		!strings.Contains(res.Header.Get("Content-Disposition"), "attachment") {
+		t.Fatalf("disclosure: %d %s", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+	var d struct {
+		Friend struct {
+			LineUserID  string `json:"line_user_id"`
+			DisplayName string `json:"display_name"`
+		}
+		Fields       []struct{ Key, Purpose, Value string }
+		Consents     map[string][]struct{ Granted bool }
+		Conversation []struct{ Direction, Text string }
+		Sent         []struct{ Messages json.RawMessage } `json:"messages_sent"`
+	}
+	if err := json.Unmarshal([]byte(body), &d); err != nil {
+		t.Fatalf("%v\n%s", err, body)
+	}
+	if d.Friend.LineUserID != u || d.Friend.DisplayName != "開示さん" || len(d.Fields) != 1 || d.Fields[0].Value != "えび" ||
+		d.Fields[0].Purpose != "料理をご案内するため" || len(d.Consents["allergy"]) != 1 || !d.Consents["allergy"][0].Granted {
+		t.Errorf("disclosure: %s", body)
+	}
+	var words, sent bool
+	for _, m := range d.Conversation {
+		words = words || m.Direction == "in" && m.Text == "私のデータを見せてください"
+	}
+	for _, s := range d.Sent {
+		sent = sent || strings.Contains(string(s.Messages), "ご予約を承りました")
+	}
+	if !words || !sent {
+		t.Errorf("the friend's words (%v) or what was sent to them (%v) are not disclosed: %s", words, sent, body)
+	}
+	recs, err := h.Srv.Audit.Query(ctx, audit.Filter{Action: audit.FriendsExport, Subject: fmt.Sprintf("friend:%d", id)})
+	if err != nil || len(recs) != 1 || recs[0].Detail["kind"] != "disclosure" || recs[0].Actor.Name != "owner" {
+		t.Errorf("audit: %+v %v", recs, err)
 	}
 }
