@@ -20,9 +20,27 @@ const (
 	KeepConversations = "conversation_retention_days"
 )
 
-// Retentions lists the channels that keep kind (KeepDeliveries or KeepConversations)
+// ExpireEach is a retention job's round: for every channel that keeps kind for a limited
+// time, it runs chunk (which deletes a chunk of what expired), again while chunk reports
+// more.
+func ExpireEach(ctx context.Context, q store.Querier, kind string, chunk func(channelID string, days int) (more bool, err error)) error {
+	chs, err := retentions(ctx, q, kind)
+	if err != nil {
+		return err
+	}
+	for _, c := range chs {
+		for more := true; more; {
+			if more, err = chunk(c.ChannelID, c.Days); err != nil {
+				return fmt.Errorf("retention of channel %s: %w", c.ChannelID, err)
+			}
+		}
+	}
+	return nil
+}
+
+// retentions lists the channels that keep kind (KeepDeliveries or KeepConversations)
 // for a limited time.
-func Retentions(ctx context.Context, q store.Querier, kind string) ([]Retention, error) {
+func retentions(ctx context.Context, q store.Querier, kind string) ([]Retention, error) {
 	if kind != KeepDeliveries && kind != KeepConversations {
 		return nil, fmt.Errorf("channel: retention of %q: no such kind", kind)
 	}

@@ -62,23 +62,15 @@ type Expired struct {
 // ExpireDeliveries deletes, for every channel with a delivery retention, what ended
 // longer ago than it.
 func (s *Service) ExpireDeliveries(ctx context.Context) (Expired, error) {
-	chs, err := channel.Retentions(ctx, s.db, channel.KeepDeliveries)
-	if err != nil {
-		return Expired{}, fmt.Errorf("delivery: retention: %w", err)
-	}
 	var total Expired
-	for _, c := range chs {
-		for {
-			e, more, err := s.expireChunk(ctx, c.ChannelID, c.Days)
-			total.Deliveries += e.Deliveries
-			total.Batches += e.Batches
-			if err != nil {
-				return total, fmt.Errorf("delivery: retention of channel %s: %w", c.ChannelID, err)
-			}
-			if !more {
-				break
-			}
-		}
+	err := channel.ExpireEach(ctx, s.db, channel.KeepDeliveries, func(channelID string, days int) (bool, error) {
+		e, more, err := s.expireChunk(ctx, channelID, days)
+		total.Deliveries += e.Deliveries
+		total.Batches += e.Batches
+		return more, err
+	})
+	if err != nil {
+		return total, fmt.Errorf("delivery: %w", err)
 	}
 	return total, nil
 }

@@ -126,22 +126,14 @@ func (s *Service) SetConversationExpiry(f ExpiryHook) { s.messagesExpired = f }
 // ExpireConversations deletes, for every channel with a conversation retention, the
 // messages written longer ago than it, and returns how many it deleted.
 func (s *Service) ExpireConversations(ctx context.Context) (int, error) {
-	chs, err := channel.Retentions(ctx, s.db, channel.KeepConversations)
-	if err != nil {
-		return 0, fmt.Errorf("friend: conversation retention: %w", err)
-	}
 	total := 0
-	for _, c := range chs {
-		for {
-			n, err := s.expireMessages(ctx, c.ChannelID, c.Days)
-			total += n
-			if err != nil {
-				return total, fmt.Errorf("friend: conversation retention of channel %s: %w", c.ChannelID, err)
-			}
-			if n < retentionChunk {
-				break
-			}
-		}
+	err := channel.ExpireEach(ctx, s.db, channel.KeepConversations, func(channelID string, days int) (bool, error) {
+		n, err := s.expireMessages(ctx, channelID, days)
+		total += n
+		return n == retentionChunk, err
+	})
+	if err != nil {
+		return total, fmt.Errorf("friend: conversation %w", err)
 	}
 	return total, nil
 }

@@ -40,22 +40,14 @@ func (s *Service) RunRetention(ctx context.Context) error {
 // ExpireLinks deletes, for every channel with a delivery retention, the links that ended
 // longer ago than it. It returns how many it deleted.
 func (s *Service) ExpireLinks(ctx context.Context) (int, error) {
-	chs, err := channel.Retentions(ctx, s.db, channel.KeepDeliveries)
-	if err != nil {
-		return 0, fmt.Errorf("richmenu: retention: %w", err)
-	}
 	total := 0
-	for _, c := range chs {
-		for {
-			n, err := s.expireChunk(ctx, c.ChannelID, c.Days)
-			total += n
-			if err != nil {
-				return total, fmt.Errorf("richmenu: retention of channel %s: %w", c.ChannelID, err)
-			}
-			if n < retentionChunk {
-				break
-			}
-		}
+	err := channel.ExpireEach(ctx, s.db, channel.KeepDeliveries, func(channelID string, days int) (bool, error) {
+		n, err := s.expireChunk(ctx, channelID, days)
+		total += n
+		return n == retentionChunk, err
+	})
+	if err != nil {
+		return total, fmt.Errorf("richmenu: %w", err)
 	}
 	return total, nil
 }
