@@ -85,7 +85,7 @@ func (a *API) eraseFriend(w http.ResponseWriter, r *http.Request, c *call) error
 		return notFound("friend", "友だち")
 	}
 	err = a.cfg.DB.WriteTx(r.Context(), func(tx *store.Tx) error {
-		if _, err := a.cfg.Friends.Erase(r.Context(), tx, c.channel, id); err != nil {
+		if err := a.cfg.Friends.Erase(r.Context(), tx, c.channel, id); err != nil {
 			return err
 		}
 		_, err := a.cfg.Audit.Append(r.Context(), tx, audit.Record{Actor: audit.Token(c.token.ID, c.token.Name), Action: audit.FriendDelete,

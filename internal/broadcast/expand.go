@@ -382,22 +382,12 @@ func (s *Service) fail(ctx context.Context, tx *store.Tx, id int64, now time.Tim
 // the lanes of those sending. A broadcast created and started while the erasure's own
 // transaction runs, a few milliseconds, is not held.
 func (s *Service) HoldExpansion(ctx context.Context, tx *store.Tx, channelID string) error {
-	if tx.Dialect() != store.Postgres {
-		return nil // one writer at a time
+	if err := tx.Hold(ctx, `SELECT id FROM broadcasts WHERE channel_id = ? AND state = ? FOR UPDATE`, channelID, Scheduled); err != nil {
+		return fmt.Errorf("broadcast: hold expansion: %w", err)
 	}
-	for _, hold := range []struct{ query, state string }{
-		{`SELECT id FROM broadcasts WHERE channel_id = ? AND state = ? FOR UPDATE`, Scheduled},
-		{`SELECT l.broadcast_id FROM broadcast_lanes l JOIN broadcasts b ON b.id = l.broadcast_id
-			WHERE b.channel_id = ? AND b.state = ? AND NOT l.done FOR UPDATE OF l`, Sending},
-	} {
-		rows, err := tx.QueryContext(ctx, hold.query, channelID, hold.state)
-		if err != nil {
-			return fmt.Errorf("broadcast: hold expansion: %w", err)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("broadcast: hold expansion: %w", err)
-		}
+	if err := tx.Hold(ctx, `SELECT l.broadcast_id FROM broadcast_lanes l JOIN broadcasts b ON b.id = l.broadcast_id
+		WHERE b.channel_id = ? AND b.state = ? AND NOT l.done FOR UPDATE OF l`, channelID, Sending); err != nil {
+		return fmt.Errorf("broadcast: hold expansion: %w", err)
 	}
 	return nil
 }

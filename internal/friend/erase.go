@@ -2,8 +2,6 @@ package friend
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 
 	"github.com/linestep/linestep/internal/store"
@@ -26,28 +24,23 @@ type EraseFunc func(ctx context.Context, tx *store.Tx, f Friend) error
 // OnErase registers f; register before serving.
 func (s *Service) OnErase(f EraseFunc) { s.erased = append(s.erased, f) }
 
-// Erase deletes a friend of the channel and everything that names them (see above). It
-// returns the friend as they were, for the caller's audit record (which names them by ID
-// only).
-func (s *Service) Erase(ctx context.Context, tx *store.Tx, channelID string, id int64) (Friend, error) {
-	lock := ""
-	if tx.Dialect() == store.Postgres {
-		lock = " FOR UPDATE" // an event for the friend being processed waits, or is waited for
+// Erase deletes a friend of the channel and everything that names them (see above).
+func (s *Service) Erase(ctx context.Context, tx *store.Tx, channelID string, id int64) error {
+	// An event for the friend being processed waits, or is waited for (PostgreSQL).
+	if err := tx.Hold(ctx, "SELECT id FROM friends WHERE channel_id = ? AND id = ? FOR UPDATE", channelID, id); err != nil {
+		return fmt.Errorf("friend: erase: %w", err)
 	}
-	f, err := scanFriend(tx.QueryRowContext(ctx, "SELECT "+friendColumns+" FROM friends WHERE channel_id = ? AND id = ?"+lock, channelID, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Friend{}, fmt.Errorf("friend %d: %w", id, store.ErrNotFound)
-	}
+	f, err := s.Lookup(ctx, tx, channelID, id)
 	if err != nil {
-		return Friend{}, fmt.Errorf("friend: erase: %w", err)
+		return err
 	}
 	for _, fn := range s.erased {
 		if err := fn(ctx, tx, f); err != nil {
-			return Friend{}, err
+			return err
 		}
 	}
 	if _, err := tx.ExecContext(ctx, "DELETE FROM friends WHERE id = ?", f.ID); err != nil {
-		return Friend{}, fmt.Errorf("friend: erase: %w", err)
+		return fmt.Errorf("friend: erase: %w", err)
 	}
-	return f, nil
+	return nil
 }

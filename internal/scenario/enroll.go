@@ -310,13 +310,8 @@ func (s *Service) Enrolments(ctx context.Context, q store.Querier, friendID int6
 // locking the friend's row, so erasing the friend (friend.Erase) must let a batch in
 // progress commit first, and then deletes what it wrote.
 func (s *Service) HoldRuns(ctx context.Context, tx *store.Tx, friendID int64) error {
-	if tx.Dialect() != store.Postgres {
-		return nil // one writer at a time
-	}
-	rows, err := tx.QueryContext(ctx, "SELECT id FROM enrollments WHERE friend_id = ? FOR UPDATE", friendID)
-	if err != nil {
+	if err := tx.Hold(ctx, "SELECT id FROM enrollments WHERE friend_id = ? FOR UPDATE", friendID); err != nil {
 		return fmt.Errorf("scenario: hold runs: %w", err)
 	}
-	rows.Close()
-	return rows.Err()
+	return nil
 }

@@ -163,6 +163,21 @@ func (tx *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql
 	return tx.tx.QueryContext(ctx, tx.db.Rebind(query), args...)
 }
 
+// Hold runs a locking query (SELECT ... FOR UPDATE) for its locks alone: they are held
+// until the transaction ends. On SQLite, whose one writer holds everything, it does
+// nothing.
+func (tx *Tx) Hold(ctx context.Context, query string, args ...any) error {
+	if tx.db.dialect != Postgres {
+		return nil
+	}
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	rows.Close()
+	return rows.Err()
+}
+
 func (tx *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
 	return tx.tx.QueryRowContext(ctx, tx.db.Rebind(query), args...)
 }

@@ -518,7 +518,7 @@ func (c *Console) friendErase(w http.ResponseWriter, r *http.Request, q *request
 	}
 	ctx := r.Context()
 	err := c.DB.WriteTx(ctx, func(tx *store.Tx) error {
-		if _, err := c.Friends.Erase(ctx, tx, q.Channel.ID, id); err != nil {
+		if err := c.Friends.Erase(ctx, tx, q.Channel.ID, id); err != nil {
 			return err
 		}
 		return c.record(ctx, tx, r, q, audit.Record{Action: audit.FriendDelete, Subject: audit.Subject("friend", id)})
