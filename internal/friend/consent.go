@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/line/line-bot-sdk-go/v8/linebot/webhook"
-
 	"github.com/linestep/linestep/internal/ingest"
 	"github.com/linestep/linestep/internal/store"
 )
@@ -103,11 +101,8 @@ func (s *Service) requireConsent(ctx context.Context, q store.Querier, friendID 
 // applyConsentPostback records a consent given or withdrawn by a tap on a button made
 // with ConsentPostbackData, at the tap's own time. Data naming no special field of the
 // channel is ignored (anyone can send any postback data).
-func (s *Service) applyConsentPostback(ctx context.Context, tx *store.Tx, ev ingest.Event, friendID int64, pe webhook.PostbackEvent) error {
-	if pe.Postback == nil {
-		return nil
-	}
-	rest, ok := strings.CutPrefix(pe.Postback.Data, consentPrefix)
+func (s *Service) applyConsentPostback(ctx context.Context, tx *store.Tx, ev ingest.Event, friendID int64, data string) error {
+	rest, ok := strings.CutPrefix(data, consentPrefix)
 	if !ok {
 		return nil
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 
 	"github.com/line/line-bot-sdk-go/v8/linebot/webhook"
 
@@ -112,7 +111,8 @@ func (s *Service) applyMessage(ctx context.Context, tx *store.Tx, ev ingest.Even
 	case webhook.LocationMessageContent:
 		m.Kind, m.Text, m.LineMessageID = "location", joinNonEmpty(c.Title, c.Address), c.Id
 	}
-	return s.logInbound(ctx, tx, ev, m)
+	_, err := s.logInbound(ctx, tx, ev, m)
+	return err
 }
 
 // applyPostback logs a postback (a tap on a button or rich menu area) in the conversation.
@@ -132,24 +132,19 @@ func (s *Service) applyPostback(ctx context.Context, tx *store.Tx, ev ingest.Eve
 			m.PostbackParams = string(b)
 		}
 	}
-	if err := s.logInbound(ctx, tx, ev, m); err != nil {
+	friendID, err := s.logInbound(ctx, tx, ev, m)
+	if err != nil || pe.Postback == nil {
 		return err
 	}
-	if pe.Postback == nil || !strings.HasPrefix(pe.Postback.Data, consentPrefix) {
-		return nil
-	}
-	var friendID int64
-	if err := tx.QueryRowContext(ctx, "SELECT id FROM friends WHERE channel_id = ? AND line_user_id = ?", ev.ChannelID, ev.UserID).Scan(&friendID); err != nil {
-		return fmt.Errorf("friend: consent: %w", err)
-	}
-	return s.applyConsentPostback(ctx, tx, ev, friendID, pe)
+	return s.applyConsentPostback(ctx, tx, ev, friendID, pe.Postback.Data)
 }
 
-func (s *Service) logInbound(ctx context.Context, tx *store.Tx, ev ingest.Event, m Message) error {
+// logInbound records an inbound message and returns the friend's ID.
+func (s *Service) logInbound(ctx context.Context, tx *store.Tx, ev ingest.Event, m Message) (int64, error) {
 	now := s.clock.Now()
 	row, err := ensure(ctx, tx, ev.ChannelID, ev.UserID, now)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	ts := store.Millis(ev.OccurredAt)
 	_, err = tx.ExecContext(ctx, `INSERT INTO messages (channel_id, friend_id, direction, kind, text, sticker_package_id, sticker_id,
@@ -158,17 +153,17 @@ func (s *Service) logInbound(ctx context.Context, tx *store.Tx, ev ingest.Event,
 		ev.ChannelID, row.id, string(m.Direction), m.Kind, m.Text, m.StickerPackageID, m.StickerID,
 		m.LineMessageID, m.PostbackData, m.PostbackParams, ev.EventID, ts, store.Millis(now))
 	if err != nil {
-		return fmt.Errorf("friend: log message: %w", err)
+		return 0, fmt.Errorf("friend: log message: %w", err)
 	}
 	_, err = tx.ExecContext(ctx, `UPDATE friends SET last_message_at = CASE WHEN last_message_at IS NULL OR last_message_at < ? THEN ? ELSE last_message_at END,
 		updated_at = ? WHERE id = ?`, ts, ts, store.Millis(now), row.id)
 	if err != nil {
-		return fmt.Errorf("friend: log message: %w", err)
+		return 0, fmt.Errorf("friend: log message: %w", err)
 	}
 	if row.status == Unknown {
 		tx.AfterCommit(s.wakeProfiles)
 	}
-	return nil
+	return row.id, nil
 }
 
 func joinNonEmpty(a, b string) string {

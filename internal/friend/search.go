@@ -165,14 +165,20 @@ func (fl SearchFilter) where(channelID string, key func(channelID, value string)
 	return q, args, nil
 }
 
+// where renders fl for the channel, through the exact-search index once every value has
+// its key.
+func (s *Service) where(ctx context.Context, channelID string, fl SearchFilter) (string, []any, error) {
+	key, err := s.exactKeys(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	return fl.where(channelID, key)
+}
+
 // Search returns the friends of a channel that match the filter, newest first, a page at
 // a time (pass the last ID as After for the next).
 func (s *Service) Search(ctx context.Context, channelID string, fl SearchFilter) ([]Friend, error) {
-	key, err := s.exactKeys(ctx)
-	if err != nil {
-		return nil, err
-	}
-	where, args, err := fl.where(channelID, key)
+	where, args, err := s.where(ctx, channelID, fl)
 	if err != nil {
 		return nil, err
 	}
@@ -204,11 +210,7 @@ func (s *Service) Search(ctx context.Context, channelID string, fl SearchFilter)
 // the highest matching ID, for an export to fix with MaxID.
 func (s *Service) Count(ctx context.Context, channelID string, fl SearchFilter) (n int, maxID int64, err error) {
 	fl.After = 0
-	key, err := s.exactKeys(ctx)
-	if err != nil {
-		return 0, 0, err
-	}
-	where, args, err := fl.where(channelID, key)
+	where, args, err := s.where(ctx, channelID, fl)
 	if err != nil {
 		return 0, 0, err
 	}
