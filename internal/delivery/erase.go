@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,34 +20,20 @@ var ErrInFlight = errors.New("delivery: a message to the friend is being sent ri
 // to the others; a call to them alone keeps no content either. A broadcast keeps its
 // totals, as after retention.
 func (s *Service) EraseFriend(ctx context.Context, tx *store.Tx, friendID int64, lineUserID string) error {
-	// The calls that carried them are found through their deliveries, which are locked
-	// first: a dispatcher claiming one into a call right now holds it until the call is
-	// written, and the call is then seen.
+	// The calls that carried them are found through their deliveries, every one of which
+	// is locked first, pending ones too (0: in no call yet): a dispatcher claiming one into
+	// a call right now holds it until the call is written, and the call is then seen.
 	lock := ""
 	if tx.Dialect() == store.Postgres {
 		lock = " FOR UPDATE"
 	}
-	rows, err := tx.QueryContext(ctx, "SELECT batch_id FROM deliveries WHERE friend_id = ?"+lock, friendID)
+	batchIDs, err := queryIDs(ctx, tx, "SELECT COALESCE(batch_id, 0) FROM deliveries WHERE friend_id = ?"+lock, friendID)
 	if err != nil {
 		return fmt.Errorf("delivery: erase: %w", err)
 	}
-	var batchIDs []int64
-	for rows.Next() {
-		var id sql.NullInt64
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return fmt.Errorf("delivery: erase: %w", err)
-		}
-		if id.Valid {
-			batchIDs = append(batchIDs, id.Int64)
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("delivery: erase: %w", err)
-	}
+	batchIDs = slices.DeleteFunc(batchIDs, func(id int64) bool { return id == 0 })
 	slices.Sort(batchIDs)
-	for _, chunk := range slices.Collect(slices.Chunk(slices.Compact(batchIDs), 500)) {
+	for chunk := range slices.Chunk(slices.Compact(batchIDs), 500) {
 		if err := s.eraseFromCalls(ctx, tx, chunk, lineUserID); err != nil {
 			return err
 		}
