@@ -108,22 +108,7 @@ func (c *Committer) insert(ctx context.Context, tx *store.Tx, stmts []*sql.Stmt,
 		for r, i := range owners {
 			owner[args[r*10].(string)+"\x00"+args[r*10+1].(string)] = i
 		}
-		for res.Next() {
-			var ch, id, typ string
-			if err := res.Scan(&ch, &id, &typ); err != nil {
-				res.Close()
-				return fmt.Errorf("ingest: insert events: %w", err)
-			}
-			stored[owner[ch+"\x00"+id]]++
-			byType[typ]++
-		}
-		if err := res.Close(); err != nil {
-			return fmt.Errorf("ingest: insert events: %w", err)
-		}
-		if err := res.Err(); err != nil {
-			return fmt.Errorf("ingest: insert events: %w", err)
-		}
-		return nil
+		return countStored(res, owner, stored, byType)
 	}
 	for i, req := range batch {
 		received := store.Millis(req.receivedAt)
@@ -210,6 +195,13 @@ func insertPostgres(ctx context.Context, db *store.DB, batch []*storeRequest, st
 	if err != nil {
 		return fmt.Errorf("ingest: insert events: %w", err)
 	}
+	return countStored(rows, owner, stored, byType)
+}
+
+// countStored reads the RETURNING rows (channel, event ID, type) of an INSERT of events,
+// and counts the new events of each request (owner: channel and event ID -> request) in
+// stored and of each type in byType. It closes rows.
+func countStored(rows *sql.Rows, owner map[string]int, stored []int, byType map[string]int) error {
 	defer rows.Close()
 	for rows.Next() {
 		var ch, id, typ string
