@@ -26,10 +26,7 @@ func TestEraseAFriendFromTheConsole(t *testing.T) {
 	h := servertest.Start(t, t.TempDir()+"/c.db")
 	ctx := context.Background()
 	owner, secret := ownerBrowser(t, h)
-	u := h.User("消える人")
-	h.OK(h.Emu.Follow(ctx, h.Ch, u))
-	h.Eventually("the friend", func() bool { return h.Friend(u).DisplayName != "" })
-	id := h.Friend(u).ID
+	u, id := followed(t, h, "消える人")
 	page := fmt.Sprintf("/console/channels/%s/friends/%d", h.Ch, id)
 
 	res, _ := owner.post("/console/staff", "/console/staff", url.Values{"name": {"佐藤"}, "login": {"sato"}, "role": {"operator"},
@@ -85,10 +82,7 @@ func TestConsentFromTheConsole(t *testing.T) {
 	h := servertest.Start(t, t.TempDir()+"/c.db")
 	ctx := context.Background()
 	owner, _ := ownerBrowser(t, h)
-	u := h.User("同意さん")
-	h.OK(h.Emu.Follow(ctx, h.Ch, u))
-	h.Eventually("the friend", func() bool { return h.Friend(u).DisplayName != "" })
-	id := h.Friend(u).ID
+	_, id := followed(t, h, "同意さん")
 	if _, err := h.Srv.Friends.DefineField(ctx, h.Srv.DB, friend.Field{ChannelID: h.Ch, Key: "allergy", Label: "アレルギー",
 		Type: friend.TextField, Purpose: "料理の案内", Sensitivity: friend.Special}); err != nil {
 		t.Fatal(err)
@@ -124,9 +118,7 @@ func TestConsentFromTheConsole(t *testing.T) {
 func TestPrivacyNotice(t *testing.T) {
 	h := servertest.Start(t, t.TempDir()+"/c.db")
 	ctx := context.Background()
-	u := h.User("見えてはいけない名前")
-	h.OK(h.Emu.Follow(ctx, h.Ch, u))
-	h.Eventually("the friend", func() bool { return h.Friend(u).DisplayName != "" })
+	u, id := followed(t, h, "見えてはいけない名前")
 	for _, f := range []friend.Field{
 		{ChannelID: h.Ch, Key: "allergy", Label: "アレルギー<script>", Type: friend.TextField, Purpose: "料理をご案内するため", Sensitivity: friend.Special, RetentionDays: 90},
 		{ChannelID: h.Ch, Key: "area", Label: "お住まいの地域", Type: friend.TextField, Purpose: "地域のお知らせのため", Sensitivity: friend.Attribute},
@@ -136,7 +128,7 @@ func TestPrivacyNotice(t *testing.T) {
 			t.Fatal(err)
 		}
 		if f.Key == "area" {
-			if _, err := h.Srv.Friends.SetField(ctx, h.Srv.DB, h.Friend(u).ID, fl, "大阪市北区"); err != nil {
+			if _, err := h.Srv.Friends.SetField(ctx, h.Srv.DB, id, fl, "大阪市北区"); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -251,4 +243,14 @@ func TestDisclosureOfAFriendsData(t *testing.T) {
 	if err != nil || len(recs) != 1 || recs[0].Detail["kind"] != "disclosure" || recs[0].Actor.Name != "owner" {
 		t.Errorf("audit: %+v %v", recs, err)
 	}
+}
+
+// followed makes a user who follows the account, and returns them once their profile
+// (their name) is stored.
+func followed(t *testing.T, h *servertest.Harness, name string) (string, int64) {
+	t.Helper()
+	u := h.User(name)
+	h.OK(h.Emu.Follow(context.Background(), h.Ch, u))
+	h.Eventually("the friend "+name, func() bool { return h.Friend(u).DisplayName != "" })
+	return u, h.Friend(u).ID
 }
